@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, the ASan/UBSan build of the unit tests, bare-metal
+# CPU tests, differential tests against qemu-riscv64, and the Linux boot tests.
+# Installs and builds what is missing first (as ./setup.sh --no-run does).
+#   ./test.sh                  everything
+#   ./test.sh -L unit          only one CTest label (unit, baremetal, diff, boot)
+set -euo pipefail
+cd "$(dirname "$0")"
+step() { printf '\n== %s\n' "$*" >&2; }
+step "Debian packages"
+scripts/install-deps.sh
+step "building dvmm"
+scripts/build.sh build
+step "building the sanitizer build of the unit tests"
+scripts/build.sh build-asan -DDVMM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1
+step "guest image"
+guest/build.sh
+step "unit tests under ASan/UBSan"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan -L unit --output-on-failure -j "$(nproc)" --timeout 600
+step "all tests"
+ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 900 "$@"
