@@ -200,7 +200,7 @@ DVMM_ALWAYS_INLINE typename F::T zero(bool sign) {
 
 // Adds two finite non-zero values whose significands have bit 125 set exactly (so exponent
 // order is magnitude order). Significands carry at most 106 significant bits, so the
-// low 19 bits are zero and aligning shifts of fewer than 20 bits are exact; any jam implies
+// low 20 bits are zero and aligning shifts of up to 20 bits are exact; any jam implies
 // an exponent difference of at least 2, which keeps the sum's top bit at 124 or above.
 template <class F>
 typename F::T add_core(bool sa, int ea, u128 a, bool sb, int eb, u128 b, u32 rm, u32& flags) {
