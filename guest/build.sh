@@ -1,0 +1,477 @@
+#!/usr/bin/env bash
+# Build dvmm's default guest image: a RISC-V Linux kernel (Debian's linux-source-6.1 on top of
+# tinyconfig + guest/kernel.config), a static busybox (Debian's busybox source package), and an
+# initramfs with busybox and guest/initramfs/* (whose /init implements the /dvmm/cmd protocol).
+#
+# Everything is cached under ${DVMM_CACHE_DIR:-$HOME/.cache/dvmm}/guest/ (see guest/README.md):
+#   kernel/<kkey>/     Image, vmlinux, config, gen_init_cpio, kernelrelease, version, build.log
+#   busybox/<bkey>/    busybox, busybox.links, config, build.log
+#   initramfs/<ikey>/  initramfs.cpio.gz, initramfs.spec
+#   <key>/             the image: hard links to Image, vmlinux, config, initramfs.cpio.gz,
+#                      plus manifest (key=value lines)
+#   current -> <key>   what dvmm uses by default
+#   logs/, build/      build logs, temporary build trees
+# Each component is keyed by its own inputs (so editing init does not rebuild the kernel) and
+# built in a temporary directory that is renamed into place only when complete.
+#
+# Usage: guest/build.sh [--print-dir] [--help]
+# Environment: DVMM_CACHE_DIR, DVMM_JOBS (default: nproc), DVMM_KEEP_BUILD=1 (keep the build
+# trees under build/, e.g. for kernel sources next to vmlinux in gdb).
+set -euo pipefail
+
+GUEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SELF="$GUEST_DIR/$(basename "${BASH_SOURCE[0]}")"
+CACHE_ROOT=${DVMM_CACHE_DIR:-$HOME/.cache/dvmm}
+GCACHE=$CACHE_ROOT/guest
+CROSS=riscv64-linux-gnu-
+JOBS=${DVMM_JOBS:-$(nproc)}
+LINUX_PKG=linux-source-6.1
+LINUX_TARBALL=/usr/src/linux-source-6.1.tar.xz
+FINISHER_ADDR=0x100000   # documented here; used by guest/initramfs/init
+
+# Busybox applets the guest relies on (init, tests, benchmarks): the build fails without them.
+REQUIRED_APPLETS="ash sh mount mountpoint devmem setsid cttyhack poweroff reboot sync nproc
+  sha256sum md5sum wget nc ip ifconfig fsck mkfs.ext2 dd cat echo sleep seq uptime free top ps
+  kill grep sed awk head tail wc tr cut sort find xargs mkdir rm cp mv ln ls chmod date time
+  hostname"
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+
+T0=$(date +%s.%N)
+msg() { printf 'guest/build.sh: %s\n' "$*" >&2; }
+die() { msg "error: $*"; exit 1; }
+since() { # seconds since $1 (date +%s.%N), formatted
+    awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { d = b - a; if (d >= 60) printf "%dm%02ds", d / 60, d % 60; else printf "%.1fs", d }'
+}
+short_hash() { sha256sum | cut -c1-16; }
+
+LOG=/dev/null
+# run_logged CMD...: run CMD with output appended to $LOG; on failure print the log's tail.
+run_logged() {
+    printf '\n$ %s\n' "$*" >>"$LOG"
+    local rc=0
+    "$@" >>"$LOG" 2>&1 </dev/null || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        msg "FAILED (exit $rc): $*"
+        msg "last 30 lines of $LOG:"
+        tail -n 30 "$LOG" >&2
+        exit "$rc"
+    fi
+}
+
+WORK_DIRS=()
+cleanup() {
+    local d
+    for d in "${WORK_DIRS[@]+"${WORK_DIRS[@]}"}"; do
+        if [ "${DVMM_KEEP_BUILD:-0}" = 1 ]; then msg "kept build tree $d"; continue; fi
+        [ -d "$d" ] && rm -rf -- "$d"
+    done
+    WORK_DIRS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# new_work_dir NAME: a fresh temporary directory under $GCACHE/build (same file system as the
+# cache, so finished results can be renamed into place atomically).
+new_work_dir() {
+    mkdir -p "$GCACHE/build"
+    local d
+    d=$(mktemp -d "$GCACHE/build/$1.XXXXXX")
+    WORK_DIRS+=("$d")
+    printf '%s\n' "$d"
+}
+
+# publish SRC DEST: atomically move the finished directory SRC to DEST (unless someone else did).
+publish() {
+    mkdir -p "$(dirname "$2")"
+    if ! mv -T -- "$1" "$2" 2>/dev/null; then
+        [ -d "$2" ] || die "cannot move $1 to $2"
+        rm -rf -- "$1"
+    fi
+}
+
+# ------------------------------------------------------------------------------------------------
+# host prerequisites
+
+apt_updated=0
+apt_install() {
+    if [ "$(id -u)" -ne 0 ]; then
+        die "missing packages: $* (install them: sudo apt-get install $*)"
+    fi
+    msg "installing missing packages: $*"
+    if [ "$apt_updated" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
+        apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "apt-get install $* failed"
+}
+
+check_prereqs() {
+    local missing=() pair
+    for pair in riscv64-linux-gnu-gcc:gcc-riscv64-linux-gnu make:make gcc:gcc flex:flex \
+        bison:bison bc:bc xz:xz-utils gzip:gzip perl:perl dpkg-source:dpkg-dev \
+        sha256sum:coreutils flock:util-linux; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    [ -e /usr/riscv64-linux-gnu/lib/libc.a ] || missing+=(libc6-dev-riscv64-cross)
+    [ -e "$LINUX_TARBALL" ] || missing+=("$LINUX_PKG")
+    [ -e /usr/include/gelf.h ] || missing+=(libelf-dev)
+    [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+    if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+# The busybox source package needs a deb-src entry for the mirror and suite of the deb entries.
+have_deb_src() {
+    grep -rqsE '^(Types:.*deb-src|deb-src[[:space:]])' /etc/apt/sources.list /etc/apt/sources.list.d/ \
+        --include='*.list' --include='*.sources' --include=sources.list
+}
+
+busybox_src_version() {
+    { apt-cache showsrc --only-source busybox 2>/dev/null || true; } | awk '/^Version:/ { print $2 }' | {
+        local best="" v
+        while read -r v; do
+            if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then best=$v; fi
+        done
+        printf '%s\n' "$best"
+    }
+}
+
+ensure_busybox_source() {
+    BUSYBOX_VERSION=$(busybox_src_version)
+    [ -n "$BUSYBOX_VERSION" ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        die "apt knows no busybox source package. Add a deb-src entry for the Debian mirror and
+  suite of your deb entries (e.g. a copy of /etc/apt/sources.list.d/debian.sources with
+  'Types: deb-src'), run 'sudo apt-get update', and run this script again."
+    fi
+    if ! have_deb_src; then
+        local f=/etc/apt/sources.list.d/dvmm-deb-src.sources
+        if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+            msg "adding $f (deb-src twin of debian.sources) for 'apt-get source busybox'"
+            sed -E 's/^Types:.*/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >"$f"
+        elif grep -qsE '^deb[[:space:]]' /etc/apt/sources.list; then
+            f=/etc/apt/sources.list.d/dvmm-deb-src.list
+            msg "adding $f (deb-src twin of sources.list) for 'apt-get source busybox'"
+            sed -nE 's/^deb([[:space:]])/deb-src\1/p' /etc/apt/sources.list >"$f"
+        else
+            die "no Debian deb entries found to derive a deb-src entry from"
+        fi
+    fi
+    msg "apt-get update (for the busybox source package)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || die "apt-get update failed"
+    apt_updated=1
+    BUSYBOX_VERSION=$(busybox_src_version)
+    [ -n "$BUSYBOX_VERSION" ] || die "apt-cache showsrc busybox finds nothing even with deb-src"
+}
+
+# ------------------------------------------------------------------------------------------------
+# kernel
+
+# fragment_lines FILE: the option lines of a kconfig fragment ("CONFIG_X=v", "# CONFIG_X is not set")
+fragment_lines() {
+    grep -E '^(CONFIG_[A-Za-z0-9_]+=.*|# CONFIG_[A-Za-z0-9_]+ is not set)[[:space:]]*$' "$1" |
+        sed -E 's/[[:space:]]+$//'
+}
+
+check_kernel_config() { # check_kernel_config FRAGMENT DOTCONFIG
+    local line dropped=()
+    while IFS= read -r line; do
+        grep -qxF -- "$line" "$2" && continue
+        # "is not set" is also satisfied by the symbol being absent (unavailable) altogether
+        if [[ $line == "# "* ]]; then
+            local sym=${line#\# }; sym=${sym%% *}
+            grep -qE "^${sym}=" "$2" || continue
+        fi
+        dropped+=("$line")
+    done < <(fragment_lines "$1")
+    if [ "${#dropped[@]}" -gt 0 ]; then
+        msg "the final kernel .config lost these options of $1"
+        msg "(a missing dependency usually; add it to the fragment):"
+        local d
+        for d in "${dropped[@]}"; do
+            local sym=${d#\# }; sym=${sym%%[= ]*}
+            printf '    wanted: %-50s got: %s\n' "$d" \
+                "$(grep -E "^(${sym}=|# ${sym} is not set)" "$2" || echo '(absent)')" >&2
+        done
+        return 1
+    fi
+}
+
+build_kernel() { # builds and publishes $KERNEL_DIR
+    local work src out
+    work=$(new_work_dir "kernel-$KERNEL_KEY")
+    out=$work/out
+    LOG=$GCACHE/logs/kernel-$KERNEL_KEY.log
+    : >"$LOG"
+    run_logged tar -xJf "$LINUX_TARBALL" -C "$work"
+    src=$work/linux-source-6.1
+    [ -f "$src/Makefile" ] || die "unexpected layout of $LINUX_TARBALL"
+    local mk=(make -C "$src" ARCH=riscv CROSS_COMPILE="$CROSS" KBUILD_BUILD_USER=dvmm
+        KBUILD_BUILD_HOST=dvmm)
+    run_logged "${mk[@]}" tinyconfig
+    run_logged env ARCH=riscv CROSS_COMPILE="$CROSS" "$src/scripts/kconfig/merge_config.sh" \
+        -m -O "$src" "$src/.config" "$GUEST_DIR/kernel.config"
+    run_logged "${mk[@]}" olddefconfig
+    cp "$src/.config" "$GCACHE/logs/kernel-$KERNEL_KEY.config"
+    check_kernel_config "$GUEST_DIR/kernel.config" "$src/.config" ||
+        die "kernel configuration check failed (final config: $GCACHE/logs/kernel-$KERNEL_KEY.config)"
+    run_logged "${mk[@]}" -j"$JOBS" Image
+    [ -x "$src/usr/gen_init_cpio" ] || run_logged "${mk[@]}" usr/gen_init_cpio
+    mkdir -p "$out"
+    cp "$src/arch/riscv/boot/Image" "$src/vmlinux" "$src/usr/gen_init_cpio" "$out/"
+    cp "$src/.config" "$out/config"
+    "${mk[@]}" -s kernelrelease >"$out/kernelrelease" 2>>"$LOG"
+    # the banner printed at boot, e.g. "Linux version 6.1.x (dvmm@dvmm) (riscv64-linux-gnu-gcc ...) #1 SMP ..."
+    strings "$out/Image" | grep -m1 '^Linux version ' >"$out/version" || true
+    cp "$LOG" "$out/build.log"
+    publish "$out" "$KERNEL_DIR"
+}
+
+# ------------------------------------------------------------------------------------------------
+# busybox
+
+build_busybox() { # builds and publishes $BUSYBOX_DIR
+    local work src out
+    work=$(new_work_dir "busybox-$BUSYBOX_KEY")
+    out=$work/out
+    LOG=$GCACHE/logs/busybox-$BUSYBOX_KEY.log
+    : >"$LOG"
+    (cd "$work" && run_logged apt-get source -q "busybox=$BUSYBOX_VERSION")
+    src=$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'busybox-*' | head -n1)
+    [ -n "$src" ] && [ -f "$src/Makefile" ] || die "apt-get source busybox produced no source tree"
+    local mk=(make -C "$src" ARCH=riscv CROSS_COMPILE="$CROSS")
+    run_logged "${mk[@]}" defconfig
+    # Static binary (no libc in the initramfs). CONFIG_TC does not build against current kernel
+    # headers (CBQ was removed from them).
+    sed -i -E \
+        -e 's/^# CONFIG_STATIC is not set$/CONFIG_STATIC=y/' \
+        -e 's/^CONFIG_TC=y$/# CONFIG_TC is not set/' \
+        -e 's/^CONFIG_FEATURE_TC_INGRESS=y$/# CONFIG_FEATURE_TC_INGRESS is not set/' \
+        "$src/.config"
+    run_logged bash -c "yes '' | make -C '$src' ARCH=riscv CROSS_COMPILE='$CROSS' oldconfig"
+    grep -qx 'CONFIG_STATIC=y' "$src/.config" || die "busybox: CONFIG_STATIC=y did not stick"
+    local a sym missing=()
+    for a in $REQUIRED_APPLETS; do
+        sym=$(printf '%s' "$a" | tr 'a-z.' 'A-Z_')
+        case $a in sh) sym=SH_IS_ASH ;; time) sym=TIME ;; esac
+        grep -qx "CONFIG_${sym}=y" "$src/.config" || missing+=("$a (CONFIG_$sym)")
+    done
+    [ "${#missing[@]}" -eq 0 ] || die "busybox config lacks required applets: ${missing[*]}"
+    run_logged "${mk[@]}" -j"$JOBS" busybox
+    run_logged "${mk[@]}" busybox.links
+    mkdir -p "$out"
+    cp "$src/busybox" "$src/busybox.links" "$out/"
+    cp "$src/.config" "$out/config"
+    for a in $REQUIRED_APPLETS; do
+        grep -qE "/$a\$" "$out/busybox.links" || die "busybox.links has no $a"
+    done
+    if command -v qemu-riscv64 >/dev/null 2>&1; then # smoke test under user-mode emulation
+        run_logged qemu-riscv64 "$out/busybox" true
+        qemu-riscv64 "$out/busybox" 2>/dev/null | head -n1 >"$out/version" || true
+    fi
+    cp "$LOG" "$out/build.log"
+    publish "$out" "$BUSYBOX_DIR"
+}
+
+# ------------------------------------------------------------------------------------------------
+# initramfs
+
+build_initramfs() { # builds and publishes $INITRAMFS_DIR
+    local work spec bb=$BUSYBOX_DIR
+    work=$(new_work_dir "initramfs-$INITRAMFS_KEY")
+    LOG=$GCACHE/logs/initramfs-$INITRAMFS_KEY.log
+    : >"$LOG"
+    spec=$work/initramfs.spec
+    local overlay=$GUEST_DIR/initramfs
+    declare -A dirs=() taken=()
+    local d p rel
+    for d in /bin /sbin /usr /usr/bin /usr/sbin /dev /proc /sys /tmp /run /root /etc /mnt /var \
+        /dvmm; do
+        dirs[$d]=1
+    done
+    # overlay entries (relative paths, sorted for a reproducible archive)
+    local overlay_entries=()
+    if [ -d "$overlay" ]; then
+        while IFS= read -r rel; do overlay_entries+=("$rel"); done \
+            < <(cd "$overlay" && find . -mindepth 1 \( -type f -o -type l -o -type d \) | sed 's|^\.||' | LC_ALL=C sort)
+    fi
+    for rel in "${overlay_entries[@]+"${overlay_entries[@]}"}"; do
+        if [ -d "$overlay$rel" ] && [ ! -L "$overlay$rel" ]; then dirs[$rel]=1; else taken[$rel]=1; fi
+        p=$(dirname "$rel")
+        while [ "$p" != / ]; do dirs[$p]=1; p=$(dirname "$p"); done
+    done
+    local links=()
+    while IFS= read -r p; do
+        [ -n "$p" ] || continue
+        case $p in /linuxrc | /bin/busybox) continue ;; esac
+        [ -n "${taken[$p]+x}" ] && continue
+        links+=("$p")
+        d=$(dirname "$p")
+        while [ "$d" != / ]; do dirs[$d]=1; d=$(dirname "$d"); done
+    done <"$bb/busybox.links"
+    {
+        printf '# generated by guest/build.sh\n'
+        for d in $(printf '%s\n' "${!dirs[@]}" | LC_ALL=C sort); do
+            case $d in
+            /tmp) printf 'dir %s 1777 0 0\n' "$d" ;;
+            /root) printf 'dir %s 0700 0 0\n' "$d" ;;
+            *) printf 'dir %s 0755 0 0\n' "$d" ;;
+            esac
+        done
+        printf 'nod /dev/console 0600 0 0 c 5 1\n'
+        printf 'nod /dev/null 0666 0 0 c 1 3\n'
+        printf 'file /bin/busybox %s 0755 0 0\n' "$bb/busybox"
+        for p in "${links[@]}"; do printf 'slink %s /bin/busybox 0777 0 0\n' "$p"; done
+        for rel in "${overlay_entries[@]+"${overlay_entries[@]}"}"; do
+            p=$overlay$rel
+            if [ -L "$p" ]; then
+                printf 'slink %s %s 0777 0 0\n' "$rel" "$(readlink "$p")"
+            elif [ -f "$p" ]; then
+                if [ -x "$p" ]; then printf 'file %s %s 0755 0 0\n' "$rel" "$p"
+                else printf 'file %s %s 0644 0 0\n' "$rel" "$p"; fi
+            fi
+        done
+    } >"$spec"
+    [ -x "$overlay/init" ] || die "$overlay/init is missing or not executable"
+    run_logged bash -c "'$KERNEL_DIR/gen_init_cpio' -t 0 '$spec' | gzip -9 -n >'$work/initramfs.cpio.gz'"
+    mkdir -p "$work/out"
+    mv "$work/initramfs.cpio.gz" "$work/out/"
+    sed "s|$overlay|guest/initramfs|g; s|$bb/|busybox/|g" "$spec" >"$work/out/initramfs.spec"
+    publish "$work/out" "$INITRAMFS_DIR"
+}
+
+# ------------------------------------------------------------------------------------------------
+# keys
+
+overlay_digest() {
+    local overlay=$GUEST_DIR/initramfs
+    [ -d "$overlay" ] || { echo none; return; }
+    (cd "$overlay" && find . -mindepth 1 -printf '%y %m %p %l\n' | LC_ALL=C sort &&
+        find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum) | sha256sum | cut -c1-64
+}
+
+compute_keys() {
+    LINUX_VERSION=$(dpkg-query -W -f='${Version}' "$LINUX_PKG" 2>/dev/null) ||
+        die "$LINUX_PKG is not installed"
+    GCC_VERSION=$("${CROSS}gcc" --version | head -n1)
+    BINUTILS_VERSION=$("${CROSS}ld" --version | head -n1)
+    ensure_busybox_source
+    KERNEL_KEY=$( {
+        echo "kernel v1"; echo "$LINUX_PKG $LINUX_VERSION"; echo "$GCC_VERSION"; echo "$BINUTILS_VERSION"
+        cat "$GUEST_DIR/kernel.config"; declare -f build_kernel check_kernel_config fragment_lines
+    } | short_hash)
+    BUSYBOX_KEY=$( {
+        echo "busybox v1"; echo "busybox $BUSYBOX_VERSION"; echo "$GCC_VERSION"; echo "$BINUTILS_VERSION"
+        echo "$REQUIRED_APPLETS"; declare -f build_busybox
+    } | short_hash)
+    INITRAMFS_KEY=$( {
+        echo "initramfs v1"; echo "busybox $BUSYBOX_KEY"; echo "$LINUX_PKG $LINUX_VERSION"
+        overlay_digest; declare -f build_initramfs
+    } | short_hash)
+    IMAGE_KEY=$( {
+        echo "image"; echo "$KERNEL_KEY $BUSYBOX_KEY $INITRAMFS_KEY"; cat "$SELF"
+    } | short_hash)
+    KERNEL_DIR=$GCACHE/kernel/$KERNEL_KEY
+    BUSYBOX_DIR=$GCACHE/busybox/$BUSYBOX_KEY
+    INITRAMFS_DIR=$GCACHE/initramfs/$INITRAMFS_KEY
+    IMAGE_DIR=$GCACHE/$IMAGE_KEY
+}
+
+image_complete() { # image_complete DIR
+    [ -f "$1/Image" ] && [ -f "$1/vmlinux" ] && [ -f "$1/initramfs.cpio.gz" ] && [ -f "$1/manifest" ]
+}
+
+# ------------------------------------------------------------------------------------------------
+# main
+
+usage() {
+    sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'
+}
+
+PRINT_DIR=0
+for arg in "$@"; do
+    case $arg in
+    --print-dir) PRINT_DIR=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+    esac
+done
+
+if [ "$PRINT_DIR" = 1 ]; then
+    # Without building (and without touching apt): the image for the current inputs if built.
+    BUSYBOX_VERSION=$(busybox_src_version)
+    if [ -z "$BUSYBOX_VERSION" ]; then msg "busybox source package unknown to apt"; exit 1; fi
+    ensure_busybox_source() { :; }
+    compute_keys
+    if image_complete "$IMAGE_DIR"; then printf '%s\n' "$IMAGE_DIR"; exit 0; fi
+    msg "guest image not built for the current inputs (expected $IMAGE_DIR); run $SELF"
+    exit 1
+fi
+
+check_prereqs
+compute_keys
+
+if ! image_complete "$IMAGE_DIR"; then
+    mkdir -p "$GCACHE/logs"
+    exec 9>"$GCACHE/.lock"
+    if ! flock -n 9; then
+        msg "another guest/build.sh holds $GCACHE/.lock; waiting"
+        flock 9
+    fi
+fi
+
+if ! image_complete "$IMAGE_DIR"; then
+    if [ ! -f "$KERNEL_DIR/Image" ]; then
+        t=$(date +%s.%N)
+        msg "building kernel $LINUX_PKG $LINUX_VERSION (about 10 minutes on 2 cores; log: $GCACHE/logs/kernel-$KERNEL_KEY.log)..."
+        build_kernel
+        cleanup
+        msg "kernel built in $(since "$t"): $KERNEL_DIR"
+    fi
+    if [ ! -f "$BUSYBOX_DIR/busybox" ]; then
+        t=$(date +%s.%N)
+        msg "building busybox $BUSYBOX_VERSION (about 2 minutes on 2 cores; log: $GCACHE/logs/busybox-$BUSYBOX_KEY.log)..."
+        build_busybox
+        cleanup
+        msg "busybox built in $(since "$t"): $BUSYBOX_DIR"
+    fi
+    if [ ! -f "$INITRAMFS_DIR/initramfs.cpio.gz" ]; then
+        t=$(date +%s.%N)
+        msg "building initramfs..."
+        build_initramfs
+        cleanup
+        msg "initramfs built in $(since "$t"): $INITRAMFS_DIR"
+    fi
+    # assemble the image directory: hard links (copies across file systems) to the components
+    img=$(new_work_dir "image-$IMAGE_KEY")
+    for f in "$KERNEL_DIR/Image" "$KERNEL_DIR/vmlinux" "$KERNEL_DIR/config" \
+        "$INITRAMFS_DIR/initramfs.cpio.gz" "$BUSYBOX_DIR/busybox"; do
+        ln "$f" "$img/" 2>/dev/null || cp "$f" "$img/"
+    done
+    {
+        echo "image_key=$IMAGE_KEY"
+        echo "kernel_key=$KERNEL_KEY"
+        echo "busybox_key=$BUSYBOX_KEY"
+        echo "initramfs_key=$INITRAMFS_KEY"
+        echo "linux_source=$LINUX_PKG $LINUX_VERSION"
+        echo "kernel_release=$(cat "$KERNEL_DIR/kernelrelease")"
+        echo "kernel_version=$(cat "$KERNEL_DIR/version")"
+        echo "busybox_source=$BUSYBOX_VERSION"
+        echo "cross_gcc=$GCC_VERSION"
+        echo "finisher=$FINISHER_ADDR"
+    } >"$img/manifest"
+    publish "$img" "$IMAGE_DIR"
+    cleanup
+fi
+
+# point current at this image (atomic rename of a fresh symlink)
+ln -sfn "$IMAGE_KEY" "$GCACHE/.current.$$"
+mv -T "$GCACHE/.current.$$" "$GCACHE/current"
+
+msg "guest image ready in $(since "$T0")"
+printf 'Image:     %s\n' "$IMAGE_DIR/Image"
+printf 'vmlinux:   %s\n' "$IMAGE_DIR/vmlinux"
+printf 'initramfs: %s\n' "$IMAGE_DIR/initramfs.cpio.gz"
+printf 'current:   %s -> %s\n' "$GCACHE/current" "$IMAGE_KEY"

@@ -1,0 +1,46 @@
+// dvmm's command line: parses the arguments with CLI11 and hands over to one file per
+// subcommand (cli/run_command.cpp, ...). Errors are one line on stderr and a non-zero exit.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "cli/run_command.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "dvmm - a distributed virtual machine monitor: one unmodified Linux guest (RISC-V, on "
+      "dvmm's own RV64GC vCPUs) across the nodes of a cluster.",
+      "dvmm"};
+  app.set_version_flag("--version", std::string("dvmm ") + DVMM_VERSION);
+  app.require_subcommand(0, 1);
+  app.footer("Run 'dvmm SUBCOMMAND --help' for the options of a subcommand.");
+
+  dvmm::cli::RunOptions run_options;
+  CLI::App* run = dvmm::cli::add_run_command(app, run_options);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, then where to look.
+    std::string what = e.what();
+    for (char& c : what) {
+      if (c == '\n') c = ' ';
+    }
+    const bool in_run = run->parsed() || (argc > 1 && std::strcmp(argv[1], "run") == 0);
+    std::fprintf(stderr, "dvmm: error: %s\n(run '%s --help' for usage)\n", what.c_str(),
+                 in_run ? "dvmm run" : "dvmm");
+    return dvmm::cli::kExitError;
+  }
+
+  if (run->parsed()) return dvmm::cli::run_command(run_options);
+  std::fputs(app.help().c_str(), stdout);
+  return 0;
+}

@@ -1,0 +1,126 @@
+// The board: guest RAM, the harts (sharing one time source), the devices at their places in
+// the memory map (machine/memory_map.hpp), the device tree, and the Linux boot. It owns all of
+// them, so a process (or a test) can build several machines side by side. Built explicitly
+// from a MachineConfig; no registration by static constructors.
+//
+// Threads: construction, boot() and reset_devices() happen on the controlling thread while
+// no hart runs. mmio_read/mmio_write come from vCPU threads concurrently (devices lock
+// themselves). The callbacks in MachineCallbacks run on whichever thread caused them.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cpu/hart.hpp"
+#include "cpu/time_source.hpp"
+#include "devices/plic.hpp"
+#include "devices/test_finisher.hpp"
+#include "devices/uart16550.hpp"
+#include "machine/fdt_writer.hpp"
+#include "machine/linux_loader.hpp"
+#include "machine/memory_map.hpp"
+#include "memory/guest_ram.hpp"
+
+namespace dvmm::machine {
+
+struct MachineConfig {
+  unsigned vcpus = 2;
+  u64 memory_size = u64{512} << 20;
+  std::string kernel_path;
+  // Initrd parts, concatenated in order (Linux unpacks every archive): normally the guest's
+  // initramfs, then the user's --initrd-extra archives.
+  std::vector<std::string> initrd_paths;
+  // A last part held in memory (the command archive of `dvmm run -- CMD`).
+  std::vector<u8> initrd_appendix;
+  std::string bootargs;
+  // NUMA layout for the device tree (issue 4); empty = one node.
+  std::vector<DeviceTreeConfig::NumaNode> numa_nodes;
+  std::vector<std::vector<u32>> numa_distance;
+};
+
+struct MachineCallbacks {
+  // Every byte the guest writes to the UART.
+  std::function<void(char)> console;
+  // The finisher was written (poweroff with a status, or reboot).
+  std::function<void(const devices::FinisherEvent&)> finisher;
+};
+
+// What boot() did, for logs.
+struct BootInfo {
+  BootLayout layout;
+  ImageHeader header;
+};
+
+class Machine {
+ public:
+  // Checks the configuration (vcpus, memory size) and builds RAM, harts and devices.
+  // Throws MachineError for bad values and when the host refuses the RAM.
+  Machine(const MachineConfig& config, MachineCallbacks callbacks);
+  ~Machine();
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  const MachineConfig& config() const { return config_; }
+  memory::GuestRam& ram() { return *ram_; }
+  const cpu::TimeSource& time() const { return time_; }
+  unsigned hart_count() const { return static_cast<unsigned>(harts_.size()); }
+  cpu::Hart& hart(HartId id) { return *harts_.at(id); }
+  devices::Plic& plic() { return *plic_; }
+  devices::Uart16550& uart() { return *uart_; }
+
+  // Reads the kernel and initrd files (again, on every boot: a reboot picks up a rebuilt
+  // kernel), resets the devices, builds the device tree, loads everything into RAM and
+  // resets hart 0 to the kernel entry (a0 = 0, a1 = DTB). The other harts are left for the
+  // SBI's HSM to start. Throws MachineError with a one-line reason.
+  BootInfo boot();
+  // Puts every device back into its power-on state.
+  void reset_devices();
+
+  // The blob of the last boot().
+  const std::vector<u8>& device_tree() const { return dtb_; }
+  // Builds the device tree for the current configuration (initrd range as given).
+  std::vector<u8> build_device_tree(std::optional<std::pair<Gpa, Gpa>> initrd) const;
+
+  // Guest MMIO: dispatches to the device whose window holds [gpa, gpa + size). Accesses
+  // that hit no device (or straddle a window's end) read as 0 and writes are dropped; they
+  // are counted in unmapped_accesses().
+  u64 mmio_read(Gpa gpa, unsigned size);
+  void mmio_write(Gpa gpa, unsigned size, u64 value);
+  u64 unmapped_accesses() const { return unmapped_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Slot {
+    Gpa base;
+    u64 size;
+    devices::MmioDevice* device;
+    u32 irq;
+    DeviceTreeConfig::Device::Role role;
+  };
+  devices::MmioDevice* find(Gpa gpa, unsigned size, u64* offset);
+
+  MachineConfig config_;
+  MachineCallbacks callbacks_;
+  cpu::HostMonotonicTime time_{kTimebaseHz};
+  std::unique_ptr<memory::GuestRam> ram_;
+  std::vector<std::unique_ptr<cpu::Hart>> harts_;
+  std::unique_ptr<devices::Plic> plic_;
+  std::unique_ptr<devices::Uart16550> uart_;
+  std::unique_ptr<devices::TestFinisher> finisher_;
+  std::vector<Slot> slots_;  // sorted by base
+  std::vector<u8> dtb_;
+  std::atomic<u64> unmapped_{0};
+};
+
+// Checks a RAM size against the board's limits (kMinRamSize..kMaxRamSize, whole pages).
+// Throws MachineError with a message for the user.
+void check_memory_size(u64 bytes);
+
+// Parses a memory size as QEMU does: a number with an optional K, M, G or T suffix (binary
+// units; "iB"/"B" may follow); a bare number means MiB. Throws MachineError with a message.
+u64 parse_memory_size(std::string_view text);
+
+}  // namespace dvmm::machine

@@ -1,0 +1,132 @@
+// A virtual machine on one node: the machine (board), the SBI, one vCPU thread per hart, and
+// the VM's life cycle — boot, run, reboot in place (without restarting the process), power
+// off with the guest's exit status, guest panic detection on the console, and a timeout.
+//
+// Threads: construct, run() and the accessors on one controlling thread. request_stop() and
+// push_console_input() from any thread (a signal-handling or console thread). The console
+// output callback is called from vCPU threads (one byte string at a time, in guest order).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "machine/machine.hpp"
+#include "vmm/sbi.hpp"
+#include "vmm/vcpu.hpp"
+
+namespace dvmm::vmm {
+
+struct VmOptions {
+  // Receives everything the guest prints on its consoles (UART and SBI debug console).
+  std::function<void(std::string_view)> console_output;
+  // Diagnostics for the user (one line each, no trailing newline): errors, and with
+  // `verbose` the boot layout, reboots and counters.
+  std::function<void(const std::string&)> log;
+  bool verbose = false;
+  // Give up after this long (zero: never).
+  std::chrono::milliseconds timeout{0};
+  // After the console shows "Kernel panic - not syncing", keep the guest running this long
+  // to let the rest of the panic report out (it ends early at "---[ end Kernel panic").
+  std::chrono::milliseconds panic_grace{1000};
+  // Instructions per Hart::run() call.
+  u64 run_budget = 50'000'000;
+};
+
+struct VmResult {
+  enum class Kind {
+    kPowerOff,  // the guest powered off; `status` is its exit status
+    kPanic,     // the guest kernel panicked; `message` is the panic line
+    kTimeout,   // --timeout expired
+    kStopped,   // request_stop() (a signal, the console's quit key)
+    kError,     // the monitor could not go on (bad boot image, internal error)
+  };
+  Kind kind = Kind::kError;
+  u32 status = 0;
+  std::string message;
+  unsigned reboots = 0;
+};
+
+class Vm final : private SbiPlatform {
+ public:
+  // Builds the machine (throws machine::MachineError for a bad configuration).
+  Vm(const machine::MachineConfig& config, VmOptions options);
+  ~Vm() override;
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+
+  // Loads the boot images and checks them, without running (throws MachineError: a missing
+  // or non-Image kernel, an initrd that does not fit). run() boots again if needed.
+  machine::BootInfo boot();
+  // Boots (unless boot() just did) and runs until the guest powers off, panics, times out,
+  // or request_stop(). Never throws for guest behaviour.
+  VmResult run();
+
+  // Any thread.
+  void request_stop(std::string reason);
+  void push_console_input(std::span<const u8> bytes);
+
+  machine::Machine& machine() { return *machine_; }
+  Sbi& sbi() { return *sbi_; }
+
+  // ---- for the vCPU threads (vmm-internal)
+  bool vcpus_should_stop() const { return stop_vcpus_.load(std::memory_order_acquire); }
+  const VmOptions& options() const { return options_; }
+  void post_poweroff(u32 status, std::string why);
+  void post_reboot(std::string why);
+  void post_error(std::string message);
+  void log(const std::string& line) const;
+
+ private:
+  struct Event {
+    enum class Kind { kPowerOff, kReboot, kPanic, kStopped, kError } kind;
+    u32 status = 0;
+    std::string message;
+  };
+
+  // SbiPlatform
+  unsigned hart_count() const override { return machine_->hart_count(); }
+  cpu::Hart& hart(HartId id) override { return machine_->hart(id); }
+  memory::GuestRam& ram() override { return machine_->ram(); }
+  void console_write(std::string_view bytes) override;
+  int console_read() override;
+  void wake(HartId id) override;
+  bool stopping() const override { return vcpus_should_stop(); }
+
+  void post(Event e);
+  void on_console(std::string_view bytes);
+  void start_vcpus();
+  void stop_vcpus();
+  void log_counters() const;
+
+  VmOptions options_;
+  std::unique_ptr<machine::Machine> machine_;
+  std::unique_ptr<Sbi> sbi_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::atomic<bool> stop_vcpus_{false};
+  bool booted_ = false;
+  bool running_ = false;
+  bool input_to_sbi_ = false;  // console=hvc0: host input goes to the SBI console
+
+  std::mutex event_mutex_;
+  std::condition_variable event_cv_;
+  std::optional<Event> event_;  // the first terminal event wins; reboot only if none
+  // Panic detection (under console_mutex_).
+  std::mutex console_mutex_;
+  std::string console_line_;
+  bool panic_seen_ = false;
+  std::string panic_line_;
+  std::chrono::steady_clock::time_point panic_deadline_;
+  bool panic_done_ = false;
+
+  std::mutex input_mutex_;
+  std::deque<u8> sbi_input_;
+};
+
+}  // namespace dvmm::vmm
