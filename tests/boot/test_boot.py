@@ -156,6 +156,8 @@ class BootTests(unittest.TestCase):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            for f in (proc.stdin, proc.stdout, proc.stderr):
+                f.close()
 
     def test_panic_reported(self):
         p, _ = run_dvmm(["run", "--timeout", "120", "--append", "console=ttyS0 rdinit=/no-such-init "
