@@ -55,7 +55,10 @@ void Hart::reset(u64 pc, u64 a0, u64 a1) {
   sstatus_ = 0;
   sie_ = 0;
   stvec_ = 0;
-  scounteren_ = 0;
+  // What firmware hands to the kernel (OpenSBI does the same): user mode may read cycle,
+  // time and instret. Linux 6.1 never writes scounteren without the SBI PMU driver, and
+  // the vDSO's clock_gettime reads `time` from user mode.
+  scounteren_ = 7;
   senvcfg_ = 0;
   sscratch_ = 0;
   sepc_ = 0;

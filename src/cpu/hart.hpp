@@ -157,7 +157,7 @@ class Hart {
 
   // ---------------------------------------------------------------- interpreter internals
   // Used by the instruction implementations (cpu/exec_*.cpp); not an API for monitors.
-  static constexpr unsigned kTlbSize = 256;
+  static constexpr unsigned kTlbSize = 1024;
   static constexpr u64 kInvalidFetchPage = u64{1} << 63;
 
   u64 xreg_[33] = {};  // x0..x31, plus a sink that decoded writes to x0 go to

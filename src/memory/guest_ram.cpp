@@ -17,6 +17,10 @@ GuestRam::GuestRam(Gpa base, u64 size) : base_(base), size_(size) {
                  -1, 0);
   if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap guest RAM");
   host_ = static_cast<u8*>(p);
+  // Transparent huge pages: the guest touches its RAM sparsely but widely, and every first
+  // touch of a host page is a host page fault (expensive when the host is itself a VM).
+  // 2 MiB pages cut those faults 512-fold. Advice only: failure changes nothing.
+  (void)madvise(p, size, MADV_HUGEPAGE);
   const u64 pages = page_count();
   access_ = std::make_unique<std::atomic<u8>[]>(pages);
   code_flag_ = std::make_unique<std::atomic<u8>[]>(pages);
