@@ -1,7 +1,6 @@
 // dvmm's command line: parses the arguments with CLI11 and hands over to one file per
 // subcommand (cli/run_command.cpp, ...). Errors are one line on stderr and a non-zero exit.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <cstring>
 #include <string>

@@ -98,9 +98,16 @@ CLI::App* add_run_command(CLI::App& app, RunOptions& o) {
                   std::string("Kernel command line, replacing the default (\"") + kDefaultAppend +
                       "\"; with a command: \"" + kCommandAppend + "\"; with --verbose: \"" +
                       kVerboseAppend + "\")");
-  run->add_option("--timeout", o.timeout_s,
-                  "Stop the guest after SECONDS and exit with status 124")
-      ->check(CLI::PositiveNumber);
+  run->add_option("--timeout", o.timeout_s, "Stop the guest after SECONDS and exit with status 124")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            char* end = nullptr;
+            const double v = std::strtod(s.c_str(), &end);
+            if (s.empty() || end == nullptr || *end != '\0') return "'" + s + "' is not a number";
+            if (!(v > 0)) return "must be a positive number of seconds, not " + s;
+            return {};
+          },
+          "SECONDS"));
   run->add_flag("-v,--verbose", o.verbose,
                 "Show the kernel's boot messages (early console included) and monitor details");
   run->add_option("command", o.command, "Command to run in the guest (after --)");
@@ -175,12 +182,15 @@ int run_command(const RunOptions& o) {
   // ---- console output
   vmm::LineFilter filter(command_mode && !o.verbose ? std::vector<std::string>{kInitBanner}
                                                     : std::vector<std::string>{});
+  // In command mode the output is the command's: plain "\n" line ends, as from a program.
+  vmm::CrlfFilter crlf;
   vmm::VmOptions vo;
   vo.verbose = o.verbose;
   vo.log = log;
   vo.console_output = [&](std::string_view bytes) {
     // Called under the console device's lock: output is in guest order already.
-    const std::string shown = filter.feed(bytes);
+    std::string shown = filter.feed(bytes);
+    if (command_mode) shown = crlf.feed(shown);
     if (!shown.empty()) write_all(STDOUT_FILENO, shown);
   };
   if (o.timeout_s > 0) {

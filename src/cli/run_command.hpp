@@ -4,17 +4,16 @@
 // Threads: main thread only.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 namespace dvmm::cli {
 
 // Exit statuses of `dvmm run` besides the guest command's own.
-inline constexpr int kExitError = 1;     // bad input or a monitor error
-inline constexpr int kExitTimeout = 124; // --timeout expired (as timeout(1))
-inline constexpr int kExitPanic = 125;   // the guest kernel panicked
+inline constexpr int kExitError = 1;      // bad input or a monitor error
+inline constexpr int kExitTimeout = 124;  // --timeout expired (as timeout(1))
+inline constexpr int kExitPanic = 125;    // the guest kernel panicked
 
 struct RunOptions {
   unsigned vcpus = 2;

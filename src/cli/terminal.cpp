@@ -45,7 +45,9 @@ RawTerminal::RawTerminal(int fd) : fd_(fd) {
   }
 }
 
-RawTerminal::~RawTerminal() { restore(); }
+RawTerminal::~RawTerminal() {
+  restore();
+}
 
 void RawTerminal::restore() {
   if (!active_) return;

@@ -49,7 +49,8 @@ class FdtBuilder {
   }
   virtual void prop_string(std::string_view name, std::string_view value) = 0;
   // A string list ("a\0b\0"), as used by `compatible`.
-  virtual void prop_strings(std::string_view name, std::initializer_list<std::string_view> values) = 0;
+  virtual void prop_strings(std::string_view name,
+                            std::initializer_list<std::string_view> values) = 0;
   // `reg = <base size>` with the two-cell address and size of /soc.
   void prop_reg(Gpa base, u64 size) {
     prop_cells("reg", {static_cast<u32>(base >> 32), static_cast<u32>(base),

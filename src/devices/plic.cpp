@@ -21,7 +21,9 @@ Plic::Plic(std::vector<ContextCallback> contexts) {
 
 Plic::~Plic() = default;
 
-IrqLine& Plic::line(u32 id) { return *lines_.at(id); }
+IrqLine& Plic::line(u32 id) {
+  return *lines_.at(id);
+}
 
 bool Plic::context_output(unsigned ctx) const {
   std::lock_guard lock(mutex_);

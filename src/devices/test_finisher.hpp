@@ -3,10 +3,10 @@
 //   value & 0xffff == 0x5555  poweroff, exit status 0 ("pass")
 //   value & 0xffff == 0x3333  poweroff, exit status value >> 16 ("fail")
 //   value & 0xffff == 0x7777  reboot
-// Other values, byte writes and other offsets are ignored; reads return 0. The device tree also gets /poweroff and /reboot
-// (syscon-poweroff, syscon-reboot) nodes pointing here, as on QEMU's virt machine, so the
-// guest's `poweroff` and `reboot` reach it too. The dvmm guest's init reports the exit
-// status of the user's command through this register.
+// Other values, byte writes and other offsets are ignored; reads return 0. The device tree also
+// gets /poweroff and /reboot (syscon-poweroff, syscon-reboot) nodes pointing here, as on QEMU's
+// virt machine, so the guest's `poweroff` and `reboot` reach it too. The dvmm guest's init reports
+// the exit status of the user's command through this register.
 //
 // Threads: write from any vCPU thread; the callback runs on that thread and must only post
 // the request (the machine stops the harts from elsewhere).

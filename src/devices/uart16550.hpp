@@ -44,7 +44,16 @@ class Uart16550 final : public MmioDevice {
   static constexpr u32 kClockHz = 3'686'400;
 
   // Register offsets and bits (data sheet names).
-  enum Reg : u64 { kRbrThr = 0, kIer = 1, kIirFcr = 2, kLcr = 3, kMcr = 4, kLsr = 5, kMsr = 6, kScr = 7 };
+  enum Reg : u64 {
+    kRbrThr = 0,
+    kIer = 1,
+    kIirFcr = 2,
+    kLcr = 3,
+    kMcr = 4,
+    kLsr = 5,
+    kMsr = 6,
+    kScr = 7
+  };
   static constexpr u8 kIerRdi = 0x01;   // received data available
   static constexpr u8 kIerThri = 0x02;  // THR empty
   static constexpr u8 kIerRlsi = 0x04;  // receiver line status
@@ -111,7 +120,7 @@ class Uart16550 final : public MmioDevice {
   u8 scr_ = 0;
   u8 dll_ = 12;
   u8 dlm_ = 0;
-  u8 msr_delta_ = 0;     // MSR bits 0..3: modem-status changes since the last MSR read
+  u8 msr_delta_ = 0;            // MSR bits 0..3: modem-status changes since the last MSR read
   bool thr_empty_irq_ = false;  // THR-empty interrupt condition, cleared by IIR read or THR write
   bool irq_level_ = false;
 };

@@ -16,23 +16,24 @@ void CpioWriter::pad4() {
 void CpioWriter::add_entry(std::string_view path, u32 mode, std::span<const u8> data) {
   const bool trailer = path == "TRAILER!!!";
   const u32 fields[13] = {
-      trailer ? 0 : next_ino_++,               // c_ino
-      mode,                                    // c_mode
-      0,                                       // c_uid (root)
-      0,                                       // c_gid
-      (mode & kDirectory) ? 2u : 1u,           // c_nlink
-      0,                                       // c_mtime
-      static_cast<u32>(data.size()),           // c_filesize
-      0,                                       // c_devmajor
-      0,                                       // c_devminor
-      0,                                       // c_rdevmajor
-      0,                                       // c_rdevminor
-      static_cast<u32>(path.size() + 1),       // c_namesize, with the NUL
-      0,                                       // c_check (newc: 0)
+      trailer ? 0 : next_ino_++,          // c_ino
+      mode,                               // c_mode
+      0,                                  // c_uid (root)
+      0,                                  // c_gid
+      (mode & kDirectory) ? 2u : 1u,      // c_nlink
+      0,                                  // c_mtime
+      static_cast<u32>(data.size()),      // c_filesize
+      0,                                  // c_devmajor
+      0,                                  // c_devminor
+      0,                                  // c_rdevmajor
+      0,                                  // c_rdevminor
+      static_cast<u32>(path.size() + 1),  // c_namesize, with the NUL
+      0,                                  // c_check (newc: 0)
   };
   char header[6 + 13 * 8 + 1];
   int n = std::snprintf(header, sizeof header, "070701");
-  for (u32 f : fields) n += std::snprintf(header + n, sizeof header - static_cast<std::size_t>(n), "%08X", f);
+  for (u32 f : fields)
+    n += std::snprintf(header + n, sizeof header - static_cast<std::size_t>(n), "%08X", f);
   out_.insert(out_.end(), header, header + n);
   out_.insert(out_.end(), path.begin(), path.end());
   out_.push_back(0);

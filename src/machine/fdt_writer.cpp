@@ -8,7 +8,9 @@ namespace dvmm::machine {
 
 namespace {
 
-std::string z(std::string_view s) { return std::string(s); }
+std::string z(std::string_view s) {
+  return std::string(s);
+}
 
 [[noreturn]] void fail(const char* what, int err) {
   throw MachineError(std::string("device tree: ") + what + ": " + fdt_strerror(err));
@@ -17,7 +19,8 @@ std::string z(std::string_view s) { return std::string(s); }
 }  // namespace
 
 FdtWriter::FdtWriter(std::size_t initial_capacity) : buf_(initial_capacity) {
-  if (int err = fdt_create(buf_.data(), static_cast<int>(buf_.size())); err != 0) fail("create", err);
+  if (int err = fdt_create(buf_.data(), static_cast<int>(buf_.size())); err != 0)
+    fail("create", err);
   call("reserve map", [&] { return fdt_finish_reservemap(buf_.data()); });
   call("root", [&] { return fdt_begin_node(buf_.data(), ""); });
   path_.push_back("");
@@ -53,10 +56,13 @@ void FdtWriter::end_node() {
 
 void FdtWriter::prop_raw(std::string_view name, const void* data, std::size_t len) {
   const std::string n = z(name);
-  call("property", [&] { return fdt_property(buf_.data(), n.c_str(), data, static_cast<int>(len)); });
+  call("property",
+       [&] { return fdt_property(buf_.data(), n.c_str(), data, static_cast<int>(len)); });
 }
 
-void FdtWriter::prop_empty(std::string_view name) { prop_raw(name, nullptr, 0); }
+void FdtWriter::prop_empty(std::string_view name) {
+  prop_raw(name, nullptr, 0);
+}
 
 void FdtWriter::prop_u32(std::string_view name, u32 value) {
   const fdt32_t v = cpu_to_fdt32(value);
@@ -115,7 +121,8 @@ std::vector<u8> build_device_tree(const DeviceTreeConfig& cfg) {
   if (numa) {
     for (std::size_t n = 0; n < cfg.numa_nodes.size(); ++n) {
       for (HartId h : cfg.numa_nodes[n].harts) {
-        if (h >= cfg.harts) throw MachineError("device tree: NUMA node lists a hart that does not exist");
+        if (h >= cfg.harts)
+          throw MachineError("device tree: NUMA node lists a hart that does not exist");
         hart_node[h] = static_cast<u32>(n);
       }
     }
@@ -176,8 +183,8 @@ std::vector<u8> build_device_tree(const DeviceTreeConfig& cfg) {
     std::vector<u32> matrix;
     for (std::size_t i = 0; i < cfg.numa_distance.size(); ++i) {
       for (std::size_t j = 0; j < cfg.numa_distance[i].size(); ++j) {
-        matrix.insert(matrix.end(), {static_cast<u32>(i), static_cast<u32>(j),
-                                     cfg.numa_distance[i][j]});
+        matrix.insert(matrix.end(),
+                      {static_cast<u32>(i), static_cast<u32>(j), cfg.numa_distance[i][j]});
       }
     }
     w.prop_cells("distance-matrix", matrix);
@@ -248,7 +255,8 @@ std::vector<u8> build_device_tree(const DeviceTreeConfig& cfg) {
 void patch_initrd(std::vector<u8>& blob, Gpa start, Gpa end) {
   const int chosen = fdt_path_offset(blob.data(), "/chosen");
   if (chosen < 0) fail("/chosen", chosen);
-  if (int err = fdt_setprop_inplace_u64(blob.data(), chosen, "linux,initrd-start", start); err != 0) {
+  if (int err = fdt_setprop_inplace_u64(blob.data(), chosen, "linux,initrd-start", start);
+      err != 0) {
     fail("linux,initrd-start", err);
   }
   if (int err = fdt_setprop_inplace_u64(blob.data(), chosen, "linux,initrd-end", end); err != 0) {

@@ -6,9 +6,9 @@ namespace dvmm::machine {
 
 std::string shell_quote(std::string_view word) {
   auto safe = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.' || c == '/' || c == ',' || c == ':' || c == '=' ||
-           c == '+' || c == '@' || c == '%';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || c == '/' || c == ',' || c == ':' || c == '=' || c == '+' ||
+           c == '@' || c == '%';
   };
   bool plain = !word.empty();
   for (char c : word) plain = plain && safe(c);

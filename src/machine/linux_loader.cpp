@@ -1,14 +1,14 @@
 #include "machine/linux_loader.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sstream>
 #include <system_error>
-
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace dvmm::machine {
 
@@ -40,8 +40,12 @@ std::string hex(u64 v) {
   return s.str();
 }
 
-u64 align_up(u64 v, u64 a) { return (v + a - 1) & ~(a - 1); }
-u64 align_down(u64 v, u64 a) { return v & ~(a - 1); }
+u64 align_up(u64 v, u64 a) {
+  return (v + a - 1) & ~(a - 1);
+}
+u64 align_down(u64 v, u64 a) {
+  return v & ~(a - 1);
+}
 
 constexpr char kNotImage[] = "not a RISC-V Linux Image";
 
@@ -86,7 +90,8 @@ ImageHeader parse_image_header(std::span<const u8> image) {
   h.image_size = le64(image, 0x10);
   h.flags = le64(image, 0x18);
   h.version = le32(image, 0x20);
-  if (h.flags & 1) throw MachineError("the kernel Image is big-endian; dvmm runs little-endian RISC-V");
+  if (h.flags & 1)
+    throw MachineError("the kernel Image is big-endian; dvmm runs little-endian RISC-V");
   if (h.text_offset % kKernelAlign != 0) {
     throw MachineError("the kernel Image asks for text_offset " + hex(h.text_offset) +
                        ", which is not 2 MiB aligned (an M-mode or rv32 kernel?)");
@@ -123,9 +128,9 @@ BootLayout plan_boot_layout(Gpa ram_base, u64 ram_size, const ImageHeader& heade
       const u64 need = align_up(kernel_end - ram_base + align_up(initrd_size, kInitrdAlign) +
                                     align_up(dtb_size, kDtbAlign),
                                 u64{1} << 20);
-      throw MachineError("the initrd (" + mib(initrd_size) + ") does not fit in " +
-                         mib(ram_size) + " of RAM next to the kernel (" + mib(l.kernel_size) +
-                         "); use --memory " + std::to_string(need >> 20) + "M or more");
+      throw MachineError("the initrd (" + mib(initrd_size) + ") does not fit in " + mib(ram_size) +
+                         " of RAM next to the kernel (" + mib(l.kernel_size) + "); use --memory " +
+                         std::to_string(need >> 20) + "M or more");
     }
     l.initrd = align_down(l.dtb - initrd_size, kInitrdAlign);
   }

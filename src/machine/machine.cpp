@@ -35,16 +35,28 @@ u64 parse_memory_size(std::string_view text) {
     value = value * 10 + d;
     ++i;
   }
-  if (i == digits_start) throw bad("expected a number with an optional K, M, G or T suffix, e.g. 512M");
+  if (i == digits_start)
+    throw bad("expected a number with an optional K, M, G or T suffix, e.g. 512M");
   unsigned shift = 20;  // QEMU: a bare number is in MiB
   if (i < text.size()) {
     switch (std::toupper(static_cast<unsigned char>(text[i]))) {
-      case 'K': shift = 10; break;
-      case 'M': shift = 20; break;
-      case 'G': shift = 30; break;
-      case 'T': shift = 40; break;
-      case 'B': shift = 0; break;
-      default: throw bad("unknown unit; use K, M, G or T, e.g. 512M");
+      case 'K':
+        shift = 10;
+        break;
+      case 'M':
+        shift = 20;
+        break;
+      case 'G':
+        shift = 30;
+        break;
+      case 'T':
+        shift = 40;
+        break;
+      case 'B':
+        shift = 0;
+        break;
+      default:
+        throw bad("unknown unit; use K, M, G or T, e.g. 512M");
     }
     ++i;
     std::string_view rest = text.substr(i);
@@ -103,7 +115,8 @@ Machine::Machine(const MachineConfig& config, MachineCallbacks callbacks)
       {kPlicBase, kPlicSize, plic_.get(), 0, Role::kInterruptController},
       {kUart0Base, kUart0Size, uart_.get(), kUart0Irq, Role::kConsole},
   };
-  std::sort(slots_.begin(), slots_.end(), [](const Slot& a, const Slot& b) { return a.base < b.base; });
+  std::sort(slots_.begin(), slots_.end(),
+            [](const Slot& a, const Slot& b) { return a.base < b.base; });
   reset_devices();
 }
 

@@ -46,7 +46,9 @@ inline constexpr u64 kVirtioSlotSize = 0x1000;
 inline constexpr unsigned kVirtioSlots = 8;
 // IRQ of virtio-mmio slot n (0-based): 1 + n.
 inline constexpr u32 kVirtioFirstIrq = 1;
-constexpr Gpa virtio_slot_base(unsigned slot) { return kVirtioBase + slot * kVirtioSlotSize; }
+constexpr Gpa virtio_slot_base(unsigned slot) {
+  return kVirtioBase + slot * kVirtioSlotSize;
+}
 
 inline constexpr Gpa kRamBase = 0x8000'0000;
 

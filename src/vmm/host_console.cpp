@@ -40,7 +40,8 @@ bool LineFilter::could_match(std::string_view partial) const {
     const std::string_view dv(d);
     // "line\r" is still a candidate for "line".
     if (dv.substr(0, partial.size()) == partial) return true;
-    if (!partial.empty() && partial.back() == '\r' && partial.substr(0, partial.size() - 1) == dv) return true;
+    if (!partial.empty() && partial.back() == '\r' && partial.substr(0, partial.size() - 1) == dv)
+      return true;
   }
   return false;
 }
@@ -74,6 +75,23 @@ std::string LineFilter::feed(std::string_view bytes) {
       out += held_;
       held_.clear();
       passing_ = true;
+    }
+  }
+  return out;
+}
+
+std::string CrlfFilter::feed(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size() + 1);
+  for (char c : bytes) {
+    if (held_cr_) {
+      held_cr_ = false;
+      if (c != '\n') out.push_back('\r');
+    }
+    if (c == '\r') {
+      held_cr_ = true;
+    } else {
+      out.push_back(c);
     }
   }
   return out;

@@ -52,4 +52,15 @@ class LineFilter {
   bool passing_ = false;  // the current line can no longer match: pass bytes straight on
 };
 
+// Turns the guest tty's "\r\n" line ends into "\n", for output that goes to a file or a
+// pipe (command mode): `x=$(dvmm run -- nproc)` must give "1", not "1\r". A '\r' not
+// followed by '\n' (a progress line) is kept; it is held until the next byte decides.
+class CrlfFilter {
+ public:
+  std::string feed(std::string_view bytes);
+
+ private:
+  bool held_cr_ = false;
+};
+
 }  // namespace dvmm::vmm

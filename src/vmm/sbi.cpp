@@ -39,13 +39,20 @@ constexpr u64 kSuspendDefaultNonRetentive = 0x8000'0000;
 
 const char* hsm_state_name(HsmState s) {
   switch (s) {
-    case HsmState::kStarted: return "started";
-    case HsmState::kStopped: return "stopped";
-    case HsmState::kStartPending: return "start-pending";
-    case HsmState::kStopPending: return "stop-pending";
-    case HsmState::kSuspended: return "suspended";
-    case HsmState::kSuspendPending: return "suspend-pending";
-    case HsmState::kResumePending: return "resume-pending";
+    case HsmState::kStarted:
+      return "started";
+    case HsmState::kStopped:
+      return "stopped";
+    case HsmState::kStartPending:
+      return "start-pending";
+    case HsmState::kStopPending:
+      return "stop-pending";
+    case HsmState::kSuspended:
+      return "suspended";
+    case HsmState::kSuspendPending:
+      return "suspend-pending";
+    case HsmState::kResumePending:
+      return "resume-pending";
   }
   return "?";
 }
@@ -57,14 +64,22 @@ Sbi::Sbi(SbiPlatform& platform, u64 impl_version)
 
 std::size_t Sbi::extension_index(u64 eid) {
   switch (eid) {
-    case kSbiExtBase: return 1;
-    case kSbiExtTime: return 2;
-    case kSbiExtIpi: return 3;
-    case kSbiExtRfence: return 4;
-    case kSbiExtHsm: return 5;
-    case kSbiExtSrst: return 6;
-    case kSbiExtDbcn: return 7;
-    default: return eid <= 0x0f ? 0 : 8;
+    case kSbiExtBase:
+      return 1;
+    case kSbiExtTime:
+      return 2;
+    case kSbiExtIpi:
+      return 3;
+    case kSbiExtRfence:
+      return 4;
+    case kSbiExtHsm:
+      return 5;
+    case kSbiExtSrst:
+      return 6;
+    case kSbiExtDbcn:
+      return 7;
+    default:
+      return eid <= 0x0f ? 0 : 8;
   }
 }
 
@@ -104,14 +119,29 @@ SbiOutcome Sbi::handle(cpu::Hart& caller, const cpu::ExitSbiCall& call) {
   }
   Result r{kSbiErrNotSupported, 0};
   switch (call.eid) {
-    case kSbiExtBase: r = base(call.fid, a); break;
-    case kSbiExtTime: r = time(caller, call.fid, a); break;
-    case kSbiExtIpi: r = ipi(call.fid, a); break;
-    case kSbiExtRfence: r = rfence(caller, call.fid, a); break;
-    case kSbiExtHsm: r = hsm(caller, call.fid, a, &outcome); break;
-    case kSbiExtSrst: r = srst(call.fid, a, &outcome); break;
-    case kSbiExtDbcn: r = dbcn(call.fid, a); break;
-    default: break;
+    case kSbiExtBase:
+      r = base(call.fid, a);
+      break;
+    case kSbiExtTime:
+      r = time(caller, call.fid, a);
+      break;
+    case kSbiExtIpi:
+      r = ipi(call.fid, a);
+      break;
+    case kSbiExtRfence:
+      r = rfence(caller, call.fid, a);
+      break;
+    case kSbiExtHsm:
+      r = hsm(caller, call.fid, a, &outcome);
+      break;
+    case kSbiExtSrst:
+      r = srst(call.fid, a, &outcome);
+      break;
+    case kSbiExtDbcn:
+      r = dbcn(call.fid, a);
+      break;
+    default:
+      break;
   }
   if (outcome.action == SbiOutcome::Action::kResume ||
       outcome.action == SbiOutcome::Action::kSuspend) {
@@ -124,15 +154,21 @@ SbiOutcome Sbi::handle(cpu::Hart& caller, const cpu::ExitSbiCall& call) {
 
 Sbi::Result Sbi::base(u64 fid, const u64* a) {
   switch (fid) {
-    case kBaseGetSpecVersion: return {kSbiSuccess, kSpecVersion};
-    case kBaseGetImplId: return {kSbiSuccess, kImplId};
-    case kBaseGetImplVersion: return {kSbiSuccess, impl_version_};
-    case kBaseProbeExtension: return {kSbiSuccess, probe(a[0]) ? 1u : 0u};
+    case kBaseGetSpecVersion:
+      return {kSbiSuccess, kSpecVersion};
+    case kBaseGetImplId:
+      return {kSbiSuccess, kImplId};
+    case kBaseGetImplVersion:
+      return {kSbiSuccess, impl_version_};
+    case kBaseProbeExtension:
+      return {kSbiSuccess, probe(a[0]) ? 1u : 0u};
     // We emulate no particular vendor's machine: 0 is "not implemented" for all three.
     case kBaseGetMvendorid:
     case kBaseGetMarchid:
-    case kBaseGetMimpid: return {kSbiSuccess, 0};
-    default: return {kSbiErrNotSupported, 0};
+    case kBaseGetMimpid:
+      return {kSbiSuccess, 0};
+    default:
+      return {kSbiErrNotSupported, 0};
   }
 }
 
@@ -299,8 +335,8 @@ Sbi::Result Sbi::hsm(cpu::Hart& caller, u64 fid, const u64* a, SbiOutcome* outco
       }
       // Types 0x1..0x0FFFFFFF and 0x80000001..0x8FFFFFFF are reserved: invalid. The default
       // non-retentive and the platform-specific types are allowed but not offered here.
-      const bool reserved = (type >= 0x1 && type <= 0x0fff'ffff) ||
-                            (type >= 0x8000'0001 && type <= 0x8fff'ffff);
+      const bool reserved =
+          (type >= 0x1 && type <= 0x0fff'ffff) || (type >= 0x8000'0001 && type <= 0x8fff'ffff);
       if (reserved) return {kSbiErrInvalidParam, 0};
       (void)kSuspendDefaultNonRetentive;
       return {kSbiErrNotSupported, 0};

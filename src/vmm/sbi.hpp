@@ -114,8 +114,9 @@ struct SbiOutcome {
 
 class Sbi {
  public:
-  // "dvmm" has no registered SBI implementation id (the registry lists 0..11 and a few
-  // more); 0xD7 is unused there. Documented in docs/ARCHITECTURE.md.
+  // dvmm has no registered SBI implementation id. The SBI spec's registry (chapter
+  // "Implementation IDs") hands out small numbers from 0 (BBL) upwards; 0xD7 stays clear of
+  // them. Linux only prints it ("SBI implementation ID=0xd7").
   static constexpr u64 kImplId = 0xD7;
   static constexpr u64 kSpecVersion = (u64{2} << 24) | 0;  // 2.0
 

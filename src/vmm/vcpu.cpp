@@ -56,7 +56,8 @@ void Vcpu::thread_main() {
   } catch (const std::exception& e) {
     // A guest must never crash the host: whatever went wrong inside this vCPU ends the VM
     // with a report instead.
-    vm_.post_error(fmt::format("hart {}: internal error at pc {:#x}: {}", id(), hart_.pc(), e.what()));
+    vm_.post_error(
+        fmt::format("hart {}: internal error at pc {:#x}: {}", id(), hart_.pc(), e.what()));
   } catch (...) {
     vm_.post_error(fmt::format("hart {}: unknown internal error at pc {:#x}", id(), hart_.pc()));
   }
@@ -155,7 +156,8 @@ void Vcpu::wait_for_interrupt() {
       // Sleep until the timer fires (if it is enabled in sie, interrupt_pending() then
       // holds); ticks -> ns at the time source's frequency.
       const u128 ns = static_cast<u128>(deadline - now) * 1'000'000'000u / time.frequency_hz();
-      if (ns < static_cast<u128>(wait.count())) wait = std::chrono::nanoseconds(static_cast<i64>(ns) + 1);
+      if (ns < static_cast<u128>(wait.count()))
+        wait = std::chrono::nanoseconds(static_cast<i64>(ns) + 1);
     }
     // A timer that has already expired but is masked in sie cannot wake us: wait for
     // something else (the wait cap keeps us honest).

@@ -63,11 +63,11 @@ machine::BootInfo Vm::boot() {
   booted_ = true;
   if (options_.verbose) {
     const auto& l = info.layout;
-    log(fmt::format("boot: {} harts, {} MiB RAM at {:#x}; kernel {:#x} ({} KiB), initrd {:#x} "
-                    "({} KiB), device tree {:#x} ({} bytes)",
-                    machine_->hart_count(), machine_->ram().size() >> 20, machine_->ram().base(),
-                    l.kernel, l.kernel_size >> 10, l.initrd, l.initrd_size >> 10, l.dtb,
-                    l.dtb_size));
+    log(fmt::format(
+        "boot: {} harts, {} MiB RAM at {:#x}; kernel {:#x} ({} KiB), initrd {:#x} "
+        "({} KiB), device tree {:#x} ({} bytes)",
+        machine_->hart_count(), machine_->ram().size() >> 20, machine_->ram().base(), l.kernel,
+        l.kernel_size >> 10, l.initrd, l.initrd_size >> 10, l.dtb, l.dtb_size));
     log(fmt::format("boot: command line \"{}\"", machine_->config().bootargs));
   }
   return info;
@@ -118,7 +118,9 @@ void Vm::request_stop(std::string reason) {
   post({Event::Kind::kStopped, 0, std::move(reason)});
 }
 
-void Vm::console_write(std::string_view bytes) { on_console(bytes); }
+void Vm::console_write(std::string_view bytes) {
+  on_console(bytes);
+}
 
 int Vm::console_read() {
   std::lock_guard lock(input_mutex_);
@@ -128,7 +130,9 @@ int Vm::console_read() {
   return c;
 }
 
-void Vm::wake(HartId id) { vcpus_.at(id)->wake(); }
+void Vm::wake(HartId id) {
+  vcpus_.at(id)->wake();
+}
 
 void Vm::push_console_input(std::span<const u8> bytes) {
   if (input_to_sbi_) {
@@ -259,33 +263,36 @@ VmResult Vm::run() {
   }
   booted_ = false;
   if (options_.verbose) {
-    log(fmt::format("ran for {:.2f} s",
-                    std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+    log(fmt::format(
+        "ran for {:.2f} s",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
     log_counters();
   }
   return result;
 }
 
 void Vm::log_counters() const {
-  static constexpr const char* kExitNames[] = {"sbi",      "wfi",  "mmio-read", "mmio-write",
-                                               "page",     "exception", "csr", "breakpoint",
-                                               "step",     "kicked",    "budget"};
+  static constexpr const char* kExitNames[] = {"sbi",  "wfi",       "mmio-read", "mmio-write",
+                                               "page", "exception", "csr",       "breakpoint",
+                                               "step", "kicked",    "budget"};
   static_assert(std::size(kExitNames) == cpu::kExitKinds);
   for (const auto& v : vcpus_) {
-    std::string line = fmt::format("hart {}: {} instructions; exits:", v->id(), v->hart().instret());
+    std::string line =
+        fmt::format("hart {}: {} instructions; exits:", v->id(), v->hart().instret());
     for (std::size_t k = 0; k < cpu::kExitKinds; ++k) {
       if (const u64 n = v->exits(k)) line += fmt::format(" {}={}", kExitNames[k], n);
     }
     log(line);
   }
-  static constexpr const char* kSbiNames[] = {"legacy", "base", "time", "ipi", "rfence",
+  static constexpr const char* kSbiNames[] = {"legacy", "base", "time", "ipi",  "rfence",
                                               "hsm",    "srst", "dbcn", "other"};
   std::string line = "sbi calls:";
   for (std::size_t i = 0; i < Sbi::kCounterSlots; ++i) {
     if (const u64 n = sbi_->calls(i)) line += fmt::format(" {}={}", kSbiNames[i], n);
   }
   log(line);
-  if (const u64 n = machine_->unmapped_accesses()) log(fmt::format("unmapped MMIO accesses: {}", n));
+  if (const u64 n = machine_->unmapped_accesses())
+    log(fmt::format("unmapped MMIO accesses: {}", n));
 }
 
 }  // namespace dvmm::vmm

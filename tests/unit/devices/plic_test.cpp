@@ -9,12 +9,18 @@ namespace {
 
 constexpr u64 kClaim0 = Plic::kContextBase + 4;
 constexpr u64 kThreshold0 = Plic::kContextBase;
-u64 claim_of(unsigned ctx) { return Plic::kContextBase + ctx * Plic::kContextStride + 4; }
-u64 threshold_of(unsigned ctx) { return Plic::kContextBase + ctx * Plic::kContextStride; }
+u64 claim_of(unsigned ctx) {
+  return Plic::kContextBase + ctx * Plic::kContextStride + 4;
+}
+u64 threshold_of(unsigned ctx) {
+  return Plic::kContextBase + ctx * Plic::kContextStride;
+}
 u64 enable_of(unsigned ctx, unsigned word = 0) {
   return Plic::kEnableBase + ctx * Plic::kEnableStride + 4 * word;
 }
-u64 priority_of(u32 id) { return Plic::kPriorityBase + 4 * id; }
+u64 priority_of(u32 id) {
+  return Plic::kPriorityBase + 4 * id;
+}
 
 class PlicTest : public ::testing::Test {
  protected:

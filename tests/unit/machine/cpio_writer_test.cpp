@@ -38,11 +38,13 @@ class TempDir {
 };
 
 void write_file(const std::string& path, const std::vector<u8>& data) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(data.data()),
-                                              static_cast<std::streamsize>(data.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
 }
 
-bool have_cpio() { return run("command -v cpio").find("cpio") != std::string::npos; }
+bool have_cpio() {
+  return run("command -v cpio").find("cpio") != std::string::npos;
+}
 
 TEST(CpioWriter, FormatBasics) {
   CpioWriter w;
@@ -64,7 +66,8 @@ TEST(CpioWriter, HostCpioListsAndExtracts) {
   w.add_file("dvmm/odd name", std::string_view("12345"));  // length not a multiple of 4
   w.add_file("empty", std::string_view(""));
   write_file(dir.path() + "/a.cpio", w.finish());
-  EXPECT_EQ(run("cpio -it --quiet < " + dir.path() + "/a.cpio"), "dvmm\ndvmm/cmd\ndvmm/odd name\nempty\n");
+  EXPECT_EQ(run("cpio -it --quiet < " + dir.path() + "/a.cpio"),
+            "dvmm\ndvmm/cmd\ndvmm/odd name\nempty\n");
   run("cd " + dir.path() + " && mkdir x && cd x && cpio -id --quiet < ../a.cpio");
   EXPECT_EQ(run("cat " + dir.path() + "/x/dvmm/cmd"), "echo hi\n");
   EXPECT_EQ(run("cat '" + dir.path() + "/x/dvmm/odd name'"), "12345");

@@ -24,8 +24,8 @@ std::vector<u8> fake_image(std::size_t size, u64 text_offset = 0x200000, u64 ima
   b[0] = 0x6f;  // j _start_kernel (any code)
   put64(b, 0x08, text_offset);
   put64(b, 0x10, image_size != 0 ? image_size : size);
-  put64(b, 0x18, 0);                 // flags: little-endian
-  put64(b, 0x20, 0x2);               // version 0.2
+  put64(b, 0x18, 0);    // flags: little-endian
+  put64(b, 0x20, 0x2);  // version 0.2
   std::memcpy(&b[0x30], "RISCV\0\0\0", 8);
   std::memcpy(&b[0x38], "RSC\x05", 4);
   return b;
@@ -50,7 +50,10 @@ TEST(ImageHeader, Parses) {
 
 TEST(ImageHeader, RejectsElf) {
   std::vector<u8> elf(4096, 0);
-  std::memcpy(elf.data(), "\x7f" "ELF", 4);
+  std::memcpy(elf.data(),
+              "\x7f"
+              "ELF",
+              4);
   EXPECT_EQ(error_of(elf),
             "not a RISC-V Linux Image (this looks like an ELF file; use arch/riscv/boot/Image)");
 }
@@ -170,9 +173,12 @@ TEST(MachineBoot, LoadsEverythingAndSetsEntry) {
   ASSERT_EQ(fdt_check_header(dtb.data()), 0);
   const int chosen = fdt_path_offset(dtb.data(), "/chosen");
   int len = 0;
-  const auto* start = static_cast<const fdt64_t*>(fdt_getprop(dtb.data(), chosen, "linux,initrd-start", &len));
+  const void* start = fdt_getprop(dtb.data(), chosen, "linux,initrd-start", &len);
   ASSERT_NE(start, nullptr);
-  EXPECT_EQ(fdt64_to_cpu(*start), info.layout.initrd);
+  ASSERT_EQ(len, 8);
+  fdt64_t be;  // properties are only 4-byte aligned
+  std::memcpy(&be, start, sizeof be);
+  EXPECT_EQ(fdt64_to_cpu(be), info.layout.initrd);
 
   cpu::Hart& h0 = m.hart(0);
   EXPECT_EQ(h0.pc(), kBase + 0x200000);
@@ -194,7 +200,10 @@ TEST(MachineBoot, ClearErrors) {
     EXPECT_EQ(std::string(e.what()), "kernel /nonexistent/Image: No such file or directory");
   }
   std::vector<u8> elf(4096, 0);
-  std::memcpy(elf.data(), "\x7f" "ELF", 4);
+  std::memcpy(elf.data(),
+              "\x7f"
+              "ELF",
+              4);
   const TempFile vmlinux(elf);
   c.kernel_path = vmlinux.path();
   Machine m2(c, {});

@@ -19,7 +19,8 @@ TEST(MemorySize, Parses) {
 }
 
 TEST(MemorySize, RejectsGarbage) {
-  for (const char* bad : {"", "abc", "M", "12X", "1.5G", "-1G", "0x100", "12MM", "99999999999999999999"}) {
+  for (const char* bad :
+       {"", "abc", "M", "12X", "1.5G", "-1G", "0x100", "12MM", "99999999999999999999"}) {
     EXPECT_THROW(parse_memory_size(bad), MachineError) << bad;
   }
 }
@@ -84,9 +85,9 @@ TEST(Machine, UartInterruptReachesHartThroughPlic) {
   cpu::Hart& h1 = m.hart(1);
   // Let the hart take S-mode external interrupts (sie.SEIE), so interrupt_pending() shows it.
   ASSERT_TRUE(h1.debug_write_csr(0x104, u64{1} << 9));
-  m.mmio_write(kPlicBase + 4 * kUart0Irq, 4, 1);                         // priority
-  m.mmio_write(kPlicBase + 0x2000 + 0x80 * 1, 4, 1u << kUart0Irq);       // enable, context 1
-  m.mmio_write(kUart0Base + 1, 1, 0x01);                                 // IER: RX data
+  m.mmio_write(kPlicBase + 4 * kUart0Irq, 4, 1);                    // priority
+  m.mmio_write(kPlicBase + 0x2000 + 0x80 * 1, 4, 1u << kUart0Irq);  // enable, context 1
+  m.mmio_write(kUart0Base + 1, 1, 0x01);                            // IER: RX data
   EXPECT_FALSE(h1.interrupt_pending());
   const u8 key = 'k';
   m.uart().push_input(std::span<const u8>(&key, 1));

@@ -36,6 +36,16 @@ TEST(LineFilter, EmptyListPassesEverything) {
   EXPECT_EQ(f.feed("abc\ndef"), "abc\ndef");
 }
 
+TEST(CrlfFilter, LineEnds) {
+  CrlfFilter f;
+  EXPECT_EQ(f.feed("1\r\n"), "1\n");
+  EXPECT_EQ(f.feed("50%\r"), "50%");  // the \r waits for the next byte
+  EXPECT_EQ(f.feed("60%\r\r\n"), "\r60%\r\n");
+  EXPECT_EQ(f.feed("a\r"), "a");
+  EXPECT_EQ(f.feed("\n"), "\n");
+  EXPECT_EQ(f.feed("\n\n"), "\n\n");
+}
+
 TEST(EscapeParser, Keys) {
   EscapeParser e;
   const u8 in[] = {'a', 0x01, 0x01, 'b'};

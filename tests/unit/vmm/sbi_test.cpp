@@ -72,8 +72,9 @@ TEST_F(SbiTest, Base) {
   EXPECT_EQ(call(0, kSbiExtBase, 0), (std::pair<i64, u64>{0, 0x0200'0000}));
   EXPECT_EQ(call(0, kSbiExtBase, 1).second, Sbi::kImplId);
   EXPECT_EQ(call(0, kSbiExtBase, 2).second, 0x000100u);
-  for (u64 eid : {u64{kSbiExtTime}, u64{kSbiExtIpi}, u64{kSbiExtRfence}, u64{kSbiExtHsm},
-                  u64{kSbiExtSrst}, u64{kSbiExtDbcn}, u64{kSbiLegacyConsolePutchar}, u64{kSbiExtBase}}) {
+  for (u64 eid :
+       {u64{kSbiExtTime}, u64{kSbiExtIpi}, u64{kSbiExtRfence}, u64{kSbiExtHsm}, u64{kSbiExtSrst},
+        u64{kSbiExtDbcn}, u64{kSbiLegacyConsolePutchar}, u64{kSbiExtBase}}) {
     EXPECT_EQ(call(0, kSbiExtBase, 3, {eid}), (std::pair<i64, u64>{0, 1})) << std::hex << eid;
   }
   EXPECT_EQ(call(0, kSbiExtBase, 3, {0x504D55}).second, 0u);  // PMU: not offered
@@ -262,12 +263,18 @@ TEST_F(SbiTest, RemoteFenceOnSelfIsImmediate) {
 
 TEST_F(SbiTest, TwoHartsFencingEachOtherDoNotDeadlock) {
   // Each hart's thread fences the other: each must serve its own requests while waiting.
+  // Each thread then goes on serving its hart, as a vCPU thread would, until both are done.
+  std::atomic<int> finished{0};
   std::thread t1([&] {
     cpu::ExitSbiCall c{kSbiExtRfence, 0, {0b1, 0}};  // hart 1 -> hart 0
     sbi_.handle(p_.hart(1), c);
+    finished.fetch_add(1);
+    while (finished.load() < 2) p_.hart(1).service_requests();
   });
   cpu::ExitSbiCall c{kSbiExtRfence, 0, {0b10, 0}};  // hart 0 -> hart 1
   sbi_.handle(p_.hart(0), c);
+  finished.fetch_add(1);
+  while (finished.load() < 2) p_.hart(0).service_requests();
   t1.join();
   SUCCEED();
 }
