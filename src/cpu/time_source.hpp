@@ -5,6 +5,8 @@
 
 #include <time.h>
 
+#include <atomic>
+
 #include "base/types.hpp"
 
 namespace dvmm::cpu {
@@ -24,10 +26,13 @@ class HostMonotonicTime final : public TimeSource {
   explicit HostMonotonicTime(u64 hz = 10'000'000, u64 offset_ticks = 0)
       : hz_(hz), offset_(offset_ticks), start_ns_(host_ns()) {}
   u64 now() const override {
-    const u64 ns = host_ns() - start_ns_;
+    const u64 ns = host_ns() - start_ns_.load(std::memory_order_relaxed);
     return offset_ + static_cast<u64>((static_cast<u128>(ns) * hz_) / 1'000'000'000u);
   }
   u64 frequency_hz() const override { return hz_; }
+  // Starts counting from zero again (a reboot: the guest's time starts at its boot).
+  // Call while no hart runs: time must not go backwards under a running guest.
+  void restart() { start_ns_.store(host_ns(), std::memory_order_relaxed); }
   static u64 host_ns() {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -37,7 +42,7 @@ class HostMonotonicTime final : public TimeSource {
  private:
   u64 hz_;
   u64 offset_;
-  u64 start_ns_;
+  std::atomic<u64> start_ns_;
 };
 
 }  // namespace dvmm::cpu

@@ -160,6 +160,7 @@ BootInfo Machine::boot() {
   }
 
   reset_devices();
+  time_.restart();  // guest time starts at each boot, as on a real machine after reset
   load_into(*ram_, info.layout, kernel, initrd, dtb);
   dtb_ = std::move(dtb);
   // Boot protocol: hart 0 enters the kernel in S-mode with paging off, a0 = hartid,
