@@ -14,6 +14,10 @@ PACKAGES=(
   linux-source-6.1 flex bison bc cpio libssl-dev libelf-dev dpkg-dev device-tree-compiler e2fsprogs
   # references for differential tests and benchmarks
   qemu-user qemu-system-misc opensbi
+  # model checking of the DSM protocol
+  spin
+  # cluster transport (UCX: shared memory, TCP, RDMA verbs) and its reference benchmark
+  libucx-dev ucx-utils
 )
 
 missing=()
