@@ -13,10 +13,19 @@ step "building dvmm"
 scripts/build.sh build
 step "building the sanitizer build of the unit tests"
 scripts/build.sh build-asan -DDVMM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1
+step "building the decoder fuzz target (clang, libFuzzer)"
+if [ ! -f build-fuzz/build.ninja ]; then
+  CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DDVMM_FUZZ=ON -DDVMM_WERROR=OFF >/dev/null
+fi
+ninja -C build-fuzz -j "${DVMM_JOBS:-$(nproc)}" decoder_fuzz
 step "guest image"
 guest/build.sh
 step "unit tests under ASan/UBSan"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan -L unit --output-on-failure -j "$(nproc)" --timeout 600
+step "fuzzing the decoder for 60 s"
+mkdir -p build-fuzz/corpus
+build-fuzz/tests/fuzz/decoder_fuzz -max_total_time=60 -max_len=512 -print_final_stats=1 \
+  build-fuzz/corpus 2>&1 | tail -3
 step "all tests"
 ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 900 "$@"

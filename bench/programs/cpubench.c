@@ -3,6 +3,8 @@
 // a float matrix multiply), and memory-heavy (random pointer chasing and streaming copy
 // over a buffer larger than caches). Each part runs on T threads (argv[1], default 1); the
 // program prints the wall time of each part measured with the guest's own clock.
+// argv[2] (default 1) repeats the integer and float work that many times (each repetition on
+// slightly different inputs), so that they run long enough to time under a JIT.
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -18,67 +20,72 @@ static double now(void) {
 }
 
 static volatile uint64_t sink;
+static int work = 1;
 
 static void* integer_part(void* arg) {
   (void)arg;
-  uint64_t h = 1469598103934665603ull;
-  for (uint32_t i = 0; i < 6000000; i++) {
-    h ^= i;
-    h *= 1099511628211ull;
-    h ^= h >> 29;
-  }
-  enum { N = 200000 };
-  static __thread unsigned char composite[N];
-  unsigned primes = 0;
-  for (int rep = 0; rep < 5; rep++) {
-    memset(composite, 0, sizeof composite);
-    for (unsigned i = 2; i < N; i++) {
-      if (composite[i]) continue;
-      primes++;
-      for (unsigned j = i * 2; j < N; j += i) composite[j] = 1;
+  for (int r = 0; r < work; r++) {
+    uint64_t h = 1469598103934665603ull + r;
+    for (uint32_t i = 0; i < 6000000; i++) {
+      h ^= i;
+      h *= 1099511628211ull;
+      h ^= h >> 29;
     }
+    enum { N = 200000 };
+    static __thread unsigned char composite[N];
+    unsigned primes = 0;
+    for (int rep = 0; rep < 5; rep++) {
+      memset(composite, 0, sizeof composite);
+      for (unsigned i = 2; i < N; i++) {
+        if (composite[i]) continue;
+        primes++;
+        for (unsigned j = i * 2; j < N; j += i) composite[j] = 1;
+      }
+    }
+    sink = h + primes;
   }
-  sink = h + primes;
   return NULL;
 }
 
 static void* float_part(void* arg) {
   (void)arg;
-  double x[64], y[64], vx[64], vy[64];
-  for (int i = 0; i < 64; i++) {
-    x[i] = cos(i);
-    y[i] = sin(i);
-    vx[i] = vy[i] = 0;
-  }
-  for (int step = 0; step < 60; step++) {
+  for (int r = 0; r < work; r++) {
+    double x[64], y[64], vx[64], vy[64];
     for (int i = 0; i < 64; i++) {
-      double ax = 0, ay = 0;
-      for (int j = 0; j < 64; j++) {
-        double dx = x[j] - x[i], dy = y[j] - y[i];
-        double d2 = dx * dx + dy * dy + 1e-3;
-        double inv = 1.0 / (d2 * sqrt(d2));
-        ax += dx * inv;
-        ay += dy * inv;
+      x[i] = cos(i + r);
+      y[i] = sin(i + r);
+      vx[i] = vy[i] = 0;
+    }
+    for (int step = 0; step < 60; step++) {
+      for (int i = 0; i < 64; i++) {
+        double ax = 0, ay = 0;
+        for (int j = 0; j < 64; j++) {
+          double dx = x[j] - x[i], dy = y[j] - y[i];
+          double d2 = dx * dx + dy * dy + 1e-3;
+          double inv = 1.0 / (d2 * sqrt(d2));
+          ax += dx * inv;
+          ay += dy * inv;
+        }
+        vx[i] += 1e-4 * ax;
+        vy[i] += 1e-4 * ay;
       }
-      vx[i] += 1e-4 * ax;
-      vy[i] += 1e-4 * ay;
+      for (int i = 0; i < 64; i++) {
+        x[i] += vx[i];
+        y[i] += vy[i];
+      }
     }
-    for (int i = 0; i < 64; i++) {
-      x[i] += vx[i];
-      y[i] += vy[i];
-    }
+    enum { M = 96 };
+    static __thread float a[M][M], b[M][M], c[M][M];
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < M; j++) a[i][j] = (float)(i + j + r) / M, b[i][j] = (float)(i - j) / M;
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < M; j++) {
+        float s = 0;
+        for (int k = 0; k < M; k++) s += a[i][k] * b[k][j];
+        c[i][j] = s;
+      }
+    sink = (uint64_t)(x[3] * 1e6) + (uint64_t)c[5][7];
   }
-  enum { M = 96 };
-  static __thread float a[M][M], b[M][M], c[M][M];
-  for (int i = 0; i < M; i++)
-    for (int j = 0; j < M; j++) a[i][j] = (float)(i + j) / M, b[i][j] = (float)(i - j) / M;
-  for (int i = 0; i < M; i++)
-    for (int j = 0; j < M; j++) {
-      float s = 0;
-      for (int k = 0; k < M; k++) s += a[i][k] * b[k][j];
-      c[i][j] = s;
-    }
-  sink = (uint64_t)(x[3] * 1e6) + (uint64_t)c[5][7];
   return NULL;
 }
 
@@ -116,10 +123,12 @@ static double run_part(void* (*fn)(void*), int threads) {
 int main(int argc, char** argv) {
   int threads = argc > 1 ? atoi(argv[1]) : 1;
   if (threads < 1 || threads > 64) threads = 1;
+  if (argc > 2) work = atoi(argv[2]);
+  if (work < 1) work = 1;
   double ti = run_part(integer_part, threads);
   double tf = run_part(float_part, threads);
   double tm = run_part(memory_part, threads);
-  printf("cpubench threads=%d integer=%.3f float=%.3f memory=%.3f total=%.3f\n", threads, ti, tf,
-         tm, ti + tf + tm);
+  printf("cpubench threads=%d work=%d integer=%.3f float=%.3f memory=%.3f total=%.3f\n", threads,
+         work, ti, tf, tm, ti + tf + tm);
   return 0;
 }

@@ -31,7 +31,7 @@ constexpr i32 sext(u32 v, unsigned width) {
 
 constexpr u32 kOpLoad = 0x03, kOpLoadFp = 0x07, kOpImm = 0x13, kOpImm32 = 0x1b, kOpStore = 0x23,
               kOpStoreFp = 0x27, kOpReg = 0x33, kOpLui = 0x37, kOpReg32 = 0x3b, kOpBranch = 0x63,
-              kOpJalr = 0x67, kOpJal = 0x6f, kOpSystem = 0x73;
+              kOpJalr = 0x67, kOpJal = 0x6f;
 
 DVMM_HANDLER(op_illegal) {
   (void)L;

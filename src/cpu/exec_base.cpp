@@ -1,6 +1,8 @@
 // RV64I, M, Zicsr, Zifencei and the privileged instructions (ecall, ebreak, sret, wfi,
 // sfence.vma): their handlers and decoder. Each handler is one small function that updates
 // the hart and advances pc; the template parameter L is the instruction's length.
+#include <sched.h>
+
 #include <atomic>
 
 #include "cpu/decode.hpp"
@@ -175,9 +177,25 @@ ALU_REG(op_remuw, static_cast<u32>(b) == 0
 #undef ALU_REG
 
 // ---- fences and system
-DVMM_HANDLER(op_fence) {
+// The host is x86 (TSO): only a fence that orders earlier stores before later loads needs a
+// real barrier; the others only stop the compiler from reordering.
+DVMM_HANDLER(op_fence_full) {
   (void)d;
   std::atomic_thread_fence(std::memory_order_seq_cst);
+  NEXT();
+}
+DVMM_HANDLER(op_fence_light) {
+  (void)d;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  NEXT();
+}
+// Zihintpause: a spin-wait hint (Linux's cpu_relax()). Like VT-x pause-loop exiting, a hart
+// that spins gives its host CPU away now and then, so that the hart it waits for (maybe on
+// the same host CPU) can run.
+DVMM_HANDLER(op_pause) {
+  (void)d;
+  __builtin_ia32_pause();
+  if ((++h.pause_count_ & 31) == 0) sched_yield();
   NEXT();
 }
 DVMM_HANDLER(op_fence_i) {
@@ -239,7 +257,8 @@ void op_csrrs(Hart& h, const DecodedInsn& d) {
   const u64 mask = kImmediate ? d.rs1 : X(d.rs1);
   const bool writes = d.rs1 != 0;
   if (DVMM_UNLIKELY(h.any_csr_intercept_)) {
-    h.csr_intercept_check(csr, true, writes, 0);
+    const u64 current = h.debug_read_csr(csr).value_or(0);
+    h.csr_intercept_check(csr, true, writes, kSet ? (current | mask) : (current & ~mask));
   }
   const u64 old = h.csr_read(csr, csr_raw(d));
   if (writes) h.csr_write(csr, kSet ? (old | mask) : (old & ~mask), csr_raw(d));
@@ -419,8 +438,14 @@ bool decode_base(u32 raw, unsigned len, DecodedInsn& d) {
       return false;
     }
     case 0x0f:
-      if (f3 == 0) {  // fence (fence.tso and pause are fences too)
-        d.fn = DVMM_PICK(op_fence, len);
+      if (f3 == 0) {  // fence, fence.tso, pause
+        if (raw == 0x0100000f) {
+          d.fn = DVMM_PICK(op_pause, len);
+          return true;
+        }
+        const u32 pred = bits(raw, 27, 24), succ = bits(raw, 23, 20);
+        const bool store_load = (pred & 1) != 0 && (succ & 2) != 0;  // W before R
+        d.fn = store_load ? DVMM_PICK(op_fence_full, len) : DVMM_PICK(op_fence_light, len);
         return true;
       }
       if (f3 == 1) {

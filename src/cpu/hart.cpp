@@ -107,6 +107,9 @@ Exit Hart::run(u64 budget) {
       execute_slice(std::min(kSliceLength, budget_left_));
     } catch (const GuestTrap& trap) {
       account_slice();
+      // A trap entry costs budget like an instruction, so a guest whose trap handler itself
+      // faults (a trap storm) still returns to the monitor when the budget is spent.
+      if (budget_left_ != 0) --budget_left_;
       skip_breakpoint_pc_ = ~u64{0};
       if (DVMM_UNLIKELY(controls_.exception_bitmap != 0) &&
           exception_intercepted(trap.cause, trap.tval)) {

@@ -180,6 +180,7 @@ class Hart {
   u32 fflags_ = 0;
   u32 frm_ = 0;
   u64 instret_ = 0;
+  u64 pause_count_ = 0;  // Zihintpause hints executed (spin-wait detection)
 
   // LR/SC reservation: address and the value loaded by LR (SC compares-and-swaps it).
   u64 reservation_addr_ = ~u64{0};

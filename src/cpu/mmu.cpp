@@ -104,9 +104,9 @@ WalkResult walk(const memory::GuestRam& ram, u64 satp, Privilege priv, u64 sstat
           break;
         }
         const_cast<memory::GuestRam&>(ram).note_write(page);
-      } else if ((pte & wanted) != wanted) {
-        return {WalkStatus::kPageFault, 0, type};
       }
+      // Without updates (a debugger's view) a clear A or D bit is no fault: the mapping is
+      // valid, the guest's first access would set the bit.
       const u64 offset_mask = (u64{1} << (kPageShift + 9 * level)) - 1;
       return {WalkStatus::kOk, ((ppn << kPageShift) & ~offset_mask) | (va & offset_mask), type};
     }

@@ -33,6 +33,15 @@ class HostMonotonicTime final : public TimeSource {
   // Starts counting from zero again (a reboot: the guest's time starts at its boot).
   // Call while no hart runs: time must not go backwards under a running guest.
   void restart() { start_ns_.store(host_ns(), std::memory_order_relaxed); }
+  // Counts from a given CLOCK_MONOTONIC instant (host_ns()) instead: the nodes of a VM on
+  // one host share the boot node's epoch, so `time` agrees across them. Same rule as
+  // restart(); an epoch in the future is clamped to now.
+  void restart_at(u64 epoch_ns) {
+    const u64 now = host_ns();
+    start_ns_.store(epoch_ns > now ? now : epoch_ns, std::memory_order_relaxed);
+  }
+  // The CLOCK_MONOTONIC instant at which now() was zero (minus the offset).
+  u64 epoch_ns() const { return start_ns_.load(std::memory_order_relaxed); }
   static u64 host_ns() {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

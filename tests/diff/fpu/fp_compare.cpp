@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 #include "cpu/fpu.hpp"
 using namespace dvmm; using namespace dvmm::cpu::fpu;
@@ -104,10 +105,16 @@ int main(int argc, char** argv) {
     if (d && x.op >= 37 && x.op <= 40 && rng() % 3 == 0) { u32 fl; x.c = f64_mul(x.a, x.b, rng()%5, fl) ^ (rng() % 2 ? 1ull<<63 : 0) ^ (rng()%4); }
     if (d && rng() % 8 == 0) x.b = x.a ^ (rng() % 2 ? 1ull << 63 : 0);
   }
-  FILE* f = fopen("/tmp/fpx/in.bin", "wb"); fwrite(in.data(), sizeof(In), n, f); fclose(f);
-  if (system("qemu-riscv64 /tmp/fpx/rv < /tmp/fpx/in.bin > /tmp/fpx/out.bin") != 0) { puts("qemu failed"); return 2; }
+  // DVMM_FP_REF: the riscv64 reference program (fp_reference.c); DVMM_FP_WORK: a work dir.
+  const char* ref = getenv("DVMM_FP_REF");
+  const char* work = getenv("DVMM_FP_WORK");
+  if (!ref || !work) { puts("set DVMM_FP_REF and DVMM_FP_WORK"); return 2; }
+  const std::string in_path = std::string(work) + "/in.bin", out_path = std::string(work) + "/out.bin";
+  FILE* f = fopen(in_path.c_str(), "wb"); fwrite(in.data(), sizeof(In), n, f); fclose(f);
+  const std::string cmd = std::string("qemu-riscv64 ") + ref + " < " + in_path + " > " + out_path;
+  if (system(cmd.c_str()) != 0) { puts("qemu failed"); return 2; }
   std::vector<Out> out(n);
-  f = fopen("/tmp/fpx/out.bin", "rb"); size_t got = fread(out.data(), sizeof(Out), n, f); fclose(f);
+  f = fopen(out_path.c_str(), "rb"); size_t got = fread(out.data(), sizeof(Out), n, f); fclose(f);
   if (got != n) { printf("short read %zu\n", got); return 2; }
   size_t bad = 0;
   for (size_t i = 0; i < n; i++) {
