@@ -3,7 +3,7 @@
 
     run_diff.py --difftest PATH [--seeds N] [--first S] [--length L] [--jobs J] [--workdir D]
 
-N defaults to $DVMM_DIFF_SEEDS or 1000. For every seed the program is assembled and linked
+N defaults to $DVMM_DIFF_SEEDS or 3000. For every seed the program is assembled and linked
 once (riscv64-linux-gnu-as/ld, text at 0x80000000) and run on both; the 4608-byte outputs
 (x1..x31, f0..f31, fcsr, then the 4 KiB data area) and exit statuses must be equal. For a
 failing seed the script finds the shortest failing prefix of the body, prints the
@@ -205,7 +205,7 @@ def check_batch(args, seeds, workdir):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--difftest", required=True)
-    ap.add_argument("--seeds", type=int, default=int(os.environ.get("DVMM_DIFF_SEEDS", "1000")))
+    ap.add_argument("--seeds", type=int, default=int(os.environ.get("DVMM_DIFF_SEEDS", "3000")))
     ap.add_argument("--first", type=int, default=int(os.environ.get("DVMM_DIFF_FIRST", "1")))
     ap.add_argument("--length", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=2)
