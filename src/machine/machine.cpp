@@ -99,7 +99,11 @@ Machine::Machine(const MachineConfig& config, MachineCallbacks callbacks)
   std::vector<devices::Plic::ContextCallback> contexts;
   for (unsigned i = 0; i < config_.vcpus; ++i) {
     cpu::Hart* h = harts_[i].get();
-    contexts.emplace_back([h](bool level) { h->set_external_interrupt(level); });
+    if (callbacks_.external_interrupt) {
+      contexts.emplace_back([this, i](bool level) { callbacks_.external_interrupt(i, level); });
+    } else {
+      contexts.emplace_back([h](bool level) { h->set_external_interrupt(level); });
+    }
   }
   plic_ = std::make_unique<devices::Plic>(std::move(contexts));
   uart_ = std::make_unique<devices::Uart16550>("uart0", plic_->line(kUart0Irq), [this](char c) {
@@ -153,8 +157,11 @@ BootInfo Machine::boot() {
   std::optional<std::pair<Gpa, Gpa>> placeholder;
   if (!initrd.empty()) placeholder = std::pair<Gpa, Gpa>{0, 0};
   std::vector<u8> dtb = build_device_tree(placeholder);
-  info.layout = plan_boot_layout(ram_->base(), ram_->size(), info.header, kernel.size(),
-                                 initrd.size(), dtb.size());
+  const u64 boot_size = config_.boot_memory_size != 0
+                            ? std::min(config_.boot_memory_size, ram_->size())
+                            : ram_->size();
+  info.layout = plan_boot_layout(ram_->base(), boot_size, info.header, kernel.size(), initrd.size(),
+                                 dtb.size());
   if (!initrd.empty()) {
     patch_initrd(dtb, info.layout.initrd, info.layout.initrd + info.layout.initrd_size);
   }

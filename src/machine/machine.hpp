@@ -40,6 +40,9 @@ struct MachineConfig {
   // NUMA layout for the device tree (issue 4); empty = one node.
   std::vector<DeviceTreeConfig::NumaNode> numa_nodes;
   std::vector<std::vector<u32>> numa_distance;
+  // The boot images (kernel, initrd, device tree) go into the first `boot_memory_size`
+  // bytes of RAM (a distributed VM: the boot node's own range); 0 = all of RAM.
+  u64 boot_memory_size = 0;
 };
 
 struct MachineCallbacks {
@@ -47,6 +50,9 @@ struct MachineCallbacks {
   std::function<void(char)> console;
   // The finisher was written (poweroff with a status, or reboot).
   std::function<void(const devices::FinisherEvent&)> finisher;
+  // The PLIC's external-interrupt output for hart `id`'s context (a distributed VM routes
+  // the lines of harts on other nodes through it). Unset: straight to the hart.
+  std::function<void(HartId id, bool level)> external_interrupt;
 };
 
 // What boot() did, for logs.
@@ -67,6 +73,11 @@ class Machine {
   const MachineConfig& config() const { return config_; }
   memory::GuestRam& ram() { return *ram_; }
   const cpu::TimeSource& time() const { return time_; }
+  // The CLOCK_MONOTONIC instant at which guest time was zero (set by boot()).
+  u64 time_epoch_ns() const { return time_.epoch_ns(); }
+  // A node that does not boot the guest itself takes the boot node's epoch (one host).
+  // Call while no hart runs.
+  void set_time_epoch(u64 epoch_ns) { time_.restart_at(epoch_ns); }
   unsigned hart_count() const { return static_cast<unsigned>(harts_.size()); }
   cpu::Hart& hart(HartId id) { return *harts_.at(id); }
   devices::Plic& plic() { return *plic_; }

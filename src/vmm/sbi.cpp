@@ -37,6 +37,11 @@ constexpr u64 kSuspendDefaultNonRetentive = 0x8000'0000;
 
 }  // namespace
 
+NodeLinks& SbiPlatform::links() {
+  static SingleNodeLinks single;
+  return single;
+}
+
 const char* hsm_state_name(HsmState s) {
   switch (s) {
     case HsmState::kStarted:
@@ -201,7 +206,14 @@ bool Sbi::decode_mask(u64 mask, u64 base, std::vector<HartId>* harts) const {
 }
 
 void Sbi::send_ipis(const std::vector<HartId>& harts) {
-  for (HartId h : harts) platform_.hart(h).raise_software_interrupt();
+  NodeLinks& links = platform_.links();
+  for (HartId h : harts) {
+    if (links.is_local(h)) {
+      platform_.hart(h).raise_software_interrupt();
+    } else {
+      links.send_ipi(h);
+    }
+  }
 }
 
 Sbi::Result Sbi::ipi(u64 fid, const u64* a) {
@@ -217,14 +229,22 @@ Sbi::Result Sbi::ipi(u64 fid, const u64* a) {
 void Sbi::remote_flush(cpu::Hart& caller, const std::vector<HartId>& harts) {
   // Every target drops all of its TLB and decoded instructions: a superset of fence.i and
   // of any sfence.vma range or ASID, so one request covers all three calls.
+  NodeLinks& links = platform_.links();
   std::vector<std::pair<cpu::Hart*, u64>> tickets;
+  std::vector<HartId> remote;
   for (HartId h : harts) {
+    if (!links.is_local(h)) {
+      remote.push_back(h);
+      continue;
+    }
     cpu::Hart& target = platform_.hart(h);
     const u64 ticket = target.request_flush();
     if (&target != &caller) tickets.emplace_back(&target, ticket);
   }
   // Our own request is ours to serve (we are the caller's hart thread).
   caller.service_requests();
+  // Harts on other nodes: their nodes flush them and acknowledge; we serve meanwhile.
+  if (!remote.empty()) links.remote_fence(remote, [&caller] { caller.service_requests(); });
   // Synchronous: wait until every target has flushed. A target may be running (it takes
   // the request at its next instruction boundary), waiting in WFI or stopped (its vCPU
   // thread is woken by the request and serves it), or itself inside an SBI call waiting
@@ -289,6 +309,20 @@ void Sbi::end_suspend(HartId id) {
   if (s.state == HsmState::kSuspended) s.state = HsmState::kStarted;
 }
 
+i64 Sbi::hart_start_local(HartId id, u64 start_addr, u64 opaque) {
+  if (id >= harts_.size()) return kSbiErrInvalidParam;
+  {
+    std::lock_guard lock(mutex_);
+    HartSlot& s = harts_[id];
+    if (s.state != HsmState::kStopped) return kSbiErrAlreadyAvailable;
+    s.state = HsmState::kStartPending;
+    s.start_addr = start_addr;
+    s.opaque = opaque;
+  }
+  platform_.wake(id);
+  return kSbiSuccess;
+}
+
 Sbi::Result Sbi::hsm(cpu::Hart& caller, u64 fid, const u64* a, SbiOutcome* outcome) {
   switch (fid) {
     case kHsmStart: {
@@ -296,16 +330,12 @@ Sbi::Result Sbi::hsm(cpu::Hart& caller, u64 fid, const u64* a, SbiOutcome* outco
       if (id >= harts_.size()) return {kSbiErrInvalidParam, 0};
       // The hart starts in S-mode with paging off at a physical address: it must be RAM.
       if (!platform_.ram().contains(a[1], 2)) return {kSbiErrInvalidAddress, 0};
-      {
-        std::lock_guard lock(mutex_);
-        HartSlot& s = harts_[id];
-        if (s.state != HsmState::kStopped) return {kSbiErrAlreadyAvailable, 0};
-        s.state = HsmState::kStartPending;
-        s.start_addr = a[1];
-        s.opaque = a[2];
+      NodeLinks& links = platform_.links();
+      const auto hart = static_cast<HartId>(id);
+      if (!links.is_local(hart)) {
+        return {links.hart_start(hart, a[1], a[2], [&caller] { caller.service_requests(); }), 0};
       }
-      platform_.wake(static_cast<HartId>(id));
-      return {kSbiSuccess, 0};
+      return {hart_start_local(hart, a[1], a[2]), 0};
     }
     case kHsmStop: {
       std::lock_guard lock(mutex_);
@@ -318,6 +348,13 @@ Sbi::Result Sbi::hsm(cpu::Hart& caller, u64 fid, const u64* a, SbiOutcome* outco
     case kHsmGetStatus: {
       const u64 id = a[0];
       if (id >= harts_.size()) return {kSbiErrInvalidParam, 0};
+      NodeLinks& links = platform_.links();
+      if (!links.is_local(static_cast<HartId>(id))) {
+        const auto st =
+            links.hart_status(static_cast<HartId>(id), [&caller] { caller.service_requests(); });
+        if (!st) return {kSbiErrFailed, 0};
+        return {kSbiSuccess, static_cast<u64>(*st)};
+      }
       std::lock_guard lock(mutex_);
       return {kSbiSuccess, static_cast<u64>(harts_[id].state)};
     }

@@ -34,6 +34,7 @@
 #include "cpu/exit.hpp"
 #include "cpu/hart.hpp"
 #include "memory/guest_ram.hpp"
+#include "vmm/node_links.hpp"
 
 namespace dvmm::vmm {
 
@@ -97,6 +98,9 @@ class SbiPlatform {
   virtual void wake(HartId id) = 0;
   // True once the VM is stopping: waits for other harts give up.
   virtual bool stopping() const = 0;
+  // The other nodes of a distributed VM (IPIs, fences and HSM calls for harts that are not
+  // local). Default: one node, everything local.
+  virtual NodeLinks& links();
 };
 
 // What the vCPU loop does after handle() returns.
@@ -142,6 +146,9 @@ class Sbi {
   void finish_stop(HartId id);
   // For the vCPU loop: SUSPENDED -> STARTED when a retentive suspend ends.
   void end_suspend(HartId id);
+  // HSM hart_start of a hart of this node (the guest's call, or one forwarded by another
+  // node): STOPPED -> START_PENDING and wakes its vCPU. The SBI error code.
+  i64 hart_start_local(HartId id, u64 start_addr, u64 opaque);
 
   // Calls per extension, for metrics: index by extension_index().
   static constexpr std::size_t kCounterSlots = 9;

@@ -94,49 +94,66 @@ void Vcpu::loop() {
 
 void Vcpu::handle(cpu::Exit& exit) {
   machine::Machine& m = vm_.machine();
-  std::visit(
-      Overloaded{
-          [&](const cpu::ExitMmioRead& e) { hart_.complete_mmio_read(m.mmio_read(e.gpa, e.size)); },
-          [&](const cpu::ExitMmioWrite& e) { m.mmio_write(e.gpa, e.size, e.value); },
-          [&](const cpu::ExitSbiCall& e) {
-            const SbiOutcome out = vm_.sbi().handle(hart_, e);
-            switch (out.action) {
-              case SbiOutcome::Action::kResume:
-              case SbiOutcome::Action::kStopHart:  // the loop parks the hart
-                break;
-              case SbiOutcome::Action::kSuspend:
-                wait_for_interrupt();
-                vm_.sbi().end_suspend(id());
-                break;
-              case SbiOutcome::Action::kShutdown:
-                vm_.post_poweroff(out.status, fmt::format("SBI shutdown from hart {}", id()));
-                break;
-              case SbiOutcome::Action::kReboot:
-                vm_.post_reboot(fmt::format("SBI reboot from hart {}", id()));
-                break;
-            }
-          },
-          [&](const cpu::ExitWfi&) { wait_for_interrupt(); },
-          [&](const cpu::ExitPageNotPresent& e) {
-            // Only the distributed memory takes pages away; on one node all RAM is here.
-            vm_.post_error(fmt::format(
-                "hart {}: guest-physical page {:#x} is not present on this node (pc {:#x}); "
-                "this cannot happen on a single node",
-                id(), e.gpa & ~kPageMask, hart_.pc()));
-            hart_.kick();
-          },
-          [&](const cpu::ExitException& e) {
-            // Not intercepted in this monitor's default controls; if a control asked for it,
-            // hand the exception to the guest as if nothing had intercepted it.
-            hart_.deliver_exception(e.cause, e.tval);
-          },
-          [&](const cpu::ExitCsrAccess&) {},  // run() again executes the access
-          [&](const cpu::ExitBreakpoint&) {},
-          [&](const cpu::ExitSingleStep&) {},
-          [&](const cpu::ExitKicked&) {},  // the loop re-checks the VM and HSM state
-          [&](const cpu::ExitBudgetExhausted&) {},
-      },
-      exit);
+  NodeLinks& links = vm_.node_links();
+  const NodeLinks::Serve serve = [this] { hart_.service_requests(); };
+  std::visit(Overloaded{
+                 [&](const cpu::ExitMmioRead& e) {
+                   if (links.mmio_is_local(e.gpa)) {
+                     hart_.complete_mmio_read(m.mmio_read(e.gpa, e.size));
+                   } else {
+                     hart_.complete_mmio_read(links.mmio_read(e.gpa, e.size, serve));
+                   }
+                 },
+                 [&](const cpu::ExitMmioWrite& e) {
+                   if (links.mmio_is_local(e.gpa)) {
+                     m.mmio_write(e.gpa, e.size, e.value);
+                   } else {
+                     links.mmio_write(e.gpa, e.size, e.value, serve);
+                   }
+                 },
+                 [&](const cpu::ExitSbiCall& e) {
+                   const SbiOutcome out = vm_.sbi().handle(hart_, e);
+                   switch (out.action) {
+                     case SbiOutcome::Action::kResume:
+                     case SbiOutcome::Action::kStopHart:  // the loop parks the hart
+                       break;
+                     case SbiOutcome::Action::kSuspend:
+                       wait_for_interrupt();
+                       vm_.sbi().end_suspend(id());
+                       break;
+                     case SbiOutcome::Action::kShutdown:
+                       vm_.post_poweroff(out.status,
+                                         fmt::format("SBI shutdown from hart {}", id()));
+                       break;
+                     case SbiOutcome::Action::kReboot:
+                       vm_.post_reboot(fmt::format("SBI reboot from hart {}", id()));
+                       break;
+                   }
+                 },
+                 [&](const cpu::ExitWfi&) { wait_for_interrupt(); },
+                 [&](const cpu::ExitPageNotPresent& e) {
+                   // The distributed memory brings the page here (blocking; serves our flushes).
+                   if (links.acquire_page(e.gpa, e.access, serve) || vm_.vcpus_should_stop())
+                     return;
+                   // On one node all RAM is here: this cannot happen.
+                   vm_.post_error(fmt::format(
+                       "hart {}: guest-physical page {:#x} is not present on this node (pc {:#x}); "
+                       "this cannot happen on a single node",
+                       id(), e.gpa & ~kPageMask, hart_.pc()));
+                   hart_.kick();
+                 },
+                 [&](const cpu::ExitException& e) {
+                   // Not intercepted in this monitor's default controls; if a control asked for it,
+                   // hand the exception to the guest as if nothing had intercepted it.
+                   hart_.deliver_exception(e.cause, e.tval);
+                 },
+                 [&](const cpu::ExitCsrAccess&) {},  // run() again executes the access
+                 [&](const cpu::ExitBreakpoint&) {},
+                 [&](const cpu::ExitSingleStep&) {},
+                 [&](const cpu::ExitKicked&) {},  // the loop re-checks the VM and HSM state
+                 [&](const cpu::ExitBudgetExhausted&) {},
+             },
+             exit);
 }
 
 void Vcpu::wait_for_interrupt() {

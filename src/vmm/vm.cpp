@@ -41,6 +41,16 @@ Vm::Vm(const machine::MachineConfig& config, VmOptions options) : options_(std::
       post_poweroff(e.status, "poweroff through the test finisher");
     }
   };
+  if (options_.links) {
+    links_ = options_.links;
+    cb.external_interrupt = [this](HartId id, bool level) {
+      if (links_->is_local(id)) {
+        machine_->hart(id).set_external_interrupt(level);
+      } else {
+        links_->set_external_interrupt(id, level);
+      }
+    };
+  }
   machine_ = std::make_unique<machine::Machine>(config, std::move(cb));
   sbi_ = std::make_unique<Sbi>(static_cast<SbiPlatform&>(*this), version_number());
   for (unsigned i = 0; i < machine_->hart_count(); ++i) {
@@ -58,6 +68,13 @@ void Vm::log(const std::string& line) const {
 }
 
 machine::BootInfo Vm::boot() {
+  if (!options_.boot_node) {
+    machine_->reset_devices();
+    machine_->set_time_epoch(options_.time_epoch_ns);
+    sbi_->reset_harts(0);
+    booted_ = true;
+    return {};
+  }
   machine::BootInfo info = machine_->boot();
   sbi_->reset_harts(0);
   booted_ = true;
@@ -76,13 +93,17 @@ machine::BootInfo Vm::boot() {
 void Vm::start_vcpus() {
   stop_vcpus_.store(false, std::memory_order_release);
   running_ = true;
-  for (auto& v : vcpus_) v->start();
+  for (auto& v : vcpus_) {
+    if (links_->is_local(v->id())) v->start();
+  }
 }
 
 void Vm::stop_vcpus() {
   stop_vcpus_.store(true, std::memory_order_release);
   // kick() makes a running hart leave run(); it also calls the wakeup of a sleeping one.
-  for (auto& v : vcpus_) v->hart().kick();
+  for (auto& v : vcpus_) {
+    if (links_->is_local(v->id())) v->hart().kick();
+  }
   for (auto& v : vcpus_) v->join();
   running_ = false;
 }
@@ -131,7 +152,7 @@ int Vm::console_read() {
 }
 
 void Vm::wake(HartId id) {
-  vcpus_.at(id)->wake();
+  if (links_->is_local(id)) vcpus_.at(id)->wake();
 }
 
 void Vm::push_console_input(std::span<const u8> bytes) {
@@ -277,6 +298,7 @@ void Vm::log_counters() const {
                                                "step", "kicked",    "budget"};
   static_assert(std::size(kExitNames) == cpu::kExitKinds);
   for (const auto& v : vcpus_) {
+    if (!links_->is_local(v->id())) continue;
     std::string line =
         fmt::format("hart {}: {} instructions; exits:", v->id(), v->hart().instret());
     for (std::size_t k = 0; k < cpu::kExitKinds; ++k) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "machine/machine.hpp"
+#include "vmm/node_links.hpp"
 #include "vmm/sbi.hpp"
 #include "vmm/vcpu.hpp"
 
@@ -37,6 +38,15 @@ struct VmOptions {
   std::chrono::milliseconds panic_grace{1000};
   // Instructions per Hart::run() call.
   u64 run_budget = 50'000'000;
+  // The other nodes of a distributed VM (not owned; must outlive the Vm). Null: one node,
+  // every hart, device and page is here. Only local harts get a running vCPU thread.
+  NodeLinks* links = nullptr;
+  // False on the nodes of a distributed VM that do not load the boot images: boot() then
+  // only resets the HSM states (every local hart stopped, waiting for hart_start) and sets
+  // guest time to count from `time_epoch_ns` (the boot node's Machine::time_epoch_ns(),
+  // CLOCK_MONOTONIC on the same host).
+  bool boot_node = true;
+  u64 time_epoch_ns = 0;
 };
 
 struct VmResult {
@@ -73,6 +83,7 @@ class Vm final : private SbiPlatform {
   void push_console_input(std::span<const u8> bytes);
 
   machine::Machine& machine() { return *machine_; }
+  NodeLinks& node_links() { return *links_; }
   Sbi& sbi() { return *sbi_; }
 
   // ---- for the vCPU threads (vmm-internal)
@@ -98,6 +109,7 @@ class Vm final : private SbiPlatform {
   int console_read() override;
   void wake(HartId id) override;
   bool stopping() const override { return vcpus_should_stop(); }
+  NodeLinks& links() override { return *links_; }
 
   void post(Event e);
   void on_console(std::string_view bytes);
@@ -106,6 +118,8 @@ class Vm final : private SbiPlatform {
   void log_counters() const;
 
   VmOptions options_;
+  SingleNodeLinks single_node_;
+  NodeLinks* links_ = &single_node_;
   std::unique_ptr<machine::Machine> machine_;
   std::unique_ptr<Sbi> sbi_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;

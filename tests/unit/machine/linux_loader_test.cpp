@@ -187,6 +187,60 @@ TEST(MachineBoot, LoadsEverythingAndSetsEntry) {
   EXPECT_EQ(h0.privilege(), cpu::Privilege::kSupervisor);
 }
 
+// A distributed VM (issue 4): the boot images stay in the boot node's slice of RAM, and the
+// device tree has one memory node per NUMA node, numa-node-id on cpus and a distance map.
+TEST(MachineBoot, BootSliceAndNuma) {
+  const TempFile kernel(fake_image(64 * 1024));
+  const TempFile initrd(std::vector<u8>(10000, 0x5a));
+  MachineConfig c;
+  c.vcpus = 4;
+  c.memory_size = 128 * kMiB;
+  c.boot_memory_size = 64 * kMiB;
+  c.kernel_path = kernel.path();
+  c.initrd_paths = {initrd.path()};
+  c.numa_nodes = {{{0, 1}, kBase, 64 * kMiB}, {{2, 3}, kBase + 64 * kMiB, 64 * kMiB}};
+  c.numa_distance = {{10, 20}, {20, 10}};
+  Machine m(c, {});
+  const BootInfo info = m.boot();
+  EXPECT_LT(info.layout.initrd + info.layout.initrd_size, kBase + 64 * kMiB);
+  EXPECT_LE(info.layout.dtb + info.layout.dtb_size, kBase + 64 * kMiB);
+  EXPECT_GT(info.layout.dtb, kBase + 32 * kMiB);  // at the top of the slice, not of RAM
+
+  const std::vector<u8>& dtb = m.device_tree();
+  ASSERT_EQ(fdt_check_header(dtb.data()), 0);
+  int len = 0;
+  const int mem1 = fdt_path_offset(dtb.data(), "/memory@84000000");
+  ASSERT_GE(mem1, 0);
+  const void* id = fdt_getprop(dtb.data(), mem1, "numa-node-id", &len);
+  ASSERT_NE(id, nullptr);
+  fdt32_t be32;
+  std::memcpy(&be32, id, sizeof be32);
+  EXPECT_EQ(fdt32_to_cpu(be32), 1u);
+  const int cpu3 = fdt_path_offset(dtb.data(), "/cpus/cpu@3");
+  ASSERT_GE(cpu3, 0);
+  id = fdt_getprop(dtb.data(), cpu3, "numa-node-id", &len);
+  ASSERT_NE(id, nullptr);
+  std::memcpy(&be32, id, sizeof be32);
+  EXPECT_EQ(fdt32_to_cpu(be32), 1u);
+  EXPECT_GE(fdt_path_offset(dtb.data(), "/distance-map"), 0);
+}
+
+TEST(MachineBoot, TimeEpochIsShared) {
+  MachineConfig c;
+  c.vcpus = 1;
+  c.memory_size = 64 * kMiB;
+  Machine a(c, {});
+  Machine b(c, {});
+  b.set_time_epoch(a.time_epoch_ns());
+  EXPECT_EQ(b.time_epoch_ns(), a.time_epoch_ns());
+  const u64 ta = a.time().now();
+  const u64 tb = b.time().now();
+  EXPECT_GE(tb, ta);
+  EXPECT_LT(tb - ta, u64{10'000'000});  // within a second at 10 MHz
+  b.set_time_epoch(~u64{0});            // a future epoch is clamped: time starts at 0
+  EXPECT_LT(b.time().now(), u64{10'000'000});
+}
+
 TEST(MachineBoot, ClearErrors) {
   MachineConfig c;
   c.vcpus = 1;

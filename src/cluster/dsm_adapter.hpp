@@ -1,0 +1,43 @@
+// dsm::Transport over a cluster transport's kDsm channel, so a dsm::DsmNode runs unchanged
+// between node processes. Owns nothing but a reference: the cluster transport must outlive
+// the adapter, and the DSM node must be stopped before the transport shuts down.
+//
+// The cluster contract (transport.hpp) is a superset of dsm::Transport's: FIFO per ordered
+// pair (across channels, even), receivers on the progress thread one at a time, send()
+// from any thread that copies and never blocks or calls the receiver, `from`
+// authenticated as far as the transport can.
+//
+// The owner of the cluster transport calls start_delivery() once every channel (this
+// adapter's kDsm included) has its receiver.
+//
+// Threads: as dsm::Transport (send() from any thread; set_receiver once, before use).
+#pragma once
+
+#include <utility>
+
+#include "cluster/transport.hpp"
+#include "dsm/transport.hpp"
+
+namespace dvmm::cluster {
+
+static_assert(sizeof(dsm::NodeId) == sizeof(NodeId) && dsm::kMaxNodes == kMaxNodes,
+              "cluster and dsm must agree on node ids");
+
+class DsmAdapter final : public dsm::Transport {
+ public:
+  explicit DsmAdapter(cluster::Transport& transport) : transport_(transport) {}
+
+  dsm::NodeId self() const override { return transport_.self(); }
+  unsigned node_count() const override { return transport_.node_count(); }
+  void set_receiver(Receiver receiver) override {
+    transport_.set_receiver(Channel::kDsm, std::move(receiver));
+  }
+  bool send(dsm::NodeId to, std::span<const u8> header, std::span<const u8> payload) override {
+    return transport_.send(to, Channel::kDsm, header, payload);
+  }
+
+ private:
+  cluster::Transport& transport_;
+};
+
+}  // namespace dvmm::cluster
