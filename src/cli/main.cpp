@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
 
   dvmm::cli::RunOptions run_options;
   CLI::App* run = dvmm::cli::add_run_command(app, run_options);
+  CLI::App* node = dvmm::cli::add_node_command(app, run_options);
 
   try {
     app.parse(argc, argv);
@@ -33,13 +34,15 @@ int main(int argc, char** argv) {
     for (char& c : what) {
       if (c == '\n') c = ' ';
     }
-    const bool in_run = run->parsed() || (argc > 1 && std::strcmp(argv[1], "run") == 0);
-    std::fprintf(stderr, "dvmm: error: %s\n(run '%s --help' for usage)\n", what.c_str(),
-                 in_run ? "dvmm run" : "dvmm");
+    const char* sub = run->parsed() || (argc > 1 && std::strcmp(argv[1], "run") == 0) ? "dvmm run"
+                      : node->parsed() || (argc > 1 && std::strcmp(argv[1], "node") == 0)
+                          ? "dvmm node"
+                          : "dvmm";
+    std::fprintf(stderr, "dvmm: error: %s\n(run '%s --help' for usage)\n", what.c_str(), sub);
     return dvmm::cli::kExitError;
   }
 
-  if (run->parsed()) return dvmm::cli::run_command(run_options);
+  if (run->parsed() || node->parsed()) return dvmm::cli::run_command(run_options);
   std::fputs(app.help().c_str(), stdout);
   return 0;
 }

@@ -1,6 +1,7 @@
 #include "cli/run_command.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -13,9 +14,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <thread>
 
+#include "cli/node_processes.hpp"
 #include "cli/terminal.hpp"
+#include "cluster/bootstrap.hpp"
+#include "cluster/cluster_vm.hpp"
 #include "machine/guest_command.hpp"
 #include "machine/machine.hpp"
 #include "vmm/host_console.hpp"
@@ -66,39 +71,39 @@ struct Failure {
 
 }  // namespace
 
-CLI::App* add_run_command(CLI::App& app, RunOptions& o) {
-  CLI::App* run = app.add_subcommand(
-      "run", "Boot a guest; run CMD in it and exit with its status, or give a console");
-  run->add_option("--vcpus", o.vcpus, "Number of virtual harts (1-64)")
-      ->default_val(2)
-      ->check(CLI::Validator(
-          [](std::string& s) -> std::string {
-            if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) {
-              return "'" + s + "' is not a number";
-            }
-            if (s.size() > 3 || std::stoi(s) < 1 || std::stoi(s) > 64) {
-              return "must be between 1 and 64, not " + s;
-            }
-            return {};
-          },
-          "1-64"));
-  run->add_option("--memory", o.memory,
-                  "Guest RAM: a number with K, M, G or T (a bare number is MiB); at least 64M")
-      ->default_val("512M");
-  run->add_option("--kernel", o.kernel,
+namespace {
+
+CLI::Validator count_validator(unsigned lo, unsigned hi, const char* what) {
+  return CLI::Validator(
+      [lo, hi, what](std::string& s) -> std::string {
+        if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos) {
+          return "'" + s + "' is not a number";
+        }
+        if (s.size() > 4 || std::stoul(s) < lo || std::stoul(s) > hi) {
+          return std::string(what) + " must be between " + std::to_string(lo) + " and " +
+                 std::to_string(hi) + ", not " + s;
+        }
+        return {};
+      },
+      std::to_string(lo) + "-" + std::to_string(hi));
+}
+
+// The options that say what to boot and how to show it (run, and node for rank 0).
+void add_guest_options(CLI::App* cmd, RunOptions& o) {
+  cmd->add_option("--kernel", o.kernel,
                   "RISC-V Linux Image (default: the built-in guest's, under $DVMM_CACHE_DIR or "
                   "~/.cache/dvmm/guest/current)");
-  run->add_option("--initrd", o.initrd, "Initramfs (default: the built-in guest's)");
-  run->add_option("--initrd-extra", o.initrd_extra,
+  cmd->add_option("--initrd", o.initrd, "Initramfs (default: the built-in guest's)");
+  cmd->add_option("--initrd-extra", o.initrd_extra,
                   "A cpio archive (plain or compressed) appended to the initrd, e.g. with your "
                   "own programs; repeatable")
       ->take_last()
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  run->add_option("--append", o.append,
+  cmd->add_option("--append", o.append,
                   std::string("Kernel command line, replacing the default (\"") + kDefaultAppend +
                       "\"; with a command: \"" + kCommandAppend + "\"; with --verbose: \"" +
                       kVerboseAppend + "\")");
-  run->add_option("--timeout", o.timeout_s, "Stop the guest after SECONDS and exit with status 124")
+  cmd->add_option("--timeout", o.timeout_s, "Stop the guest after SECONDS and exit with status 124")
       ->check(CLI::Validator(
           [](std::string& s) -> std::string {
             char* end = nullptr;
@@ -108,9 +113,34 @@ CLI::App* add_run_command(CLI::App& app, RunOptions& o) {
             return {};
           },
           "SECONDS"));
-  run->add_flag("-v,--verbose", o.verbose,
-                "Show the kernel's boot messages (early console included) and monitor details");
-  run->add_option("command", o.command, "Command to run in the guest (after --)");
+  cmd->add_flag("-v,--verbose", o.verbose,
+                "Show the kernel's boot messages (early console included) and monitor details "
+                "(exit counters, DSM traffic)");
+  cmd->add_option("--vcpus-per-node", o.vcpus_per_node,
+                  "vCPUs each node contributes (distributed VM; default 1)")
+      ->check(count_validator(1, 64, "--vcpus-per-node"));
+  cmd->add_option("--memory-per-node", o.memory_per_node,
+                  "Guest RAM each node contributes and is home for (distributed VM; default 256M)");
+  cmd->add_option("command", o.command, "Command to run in the guest (after --)");
+}
+
+}  // namespace
+
+CLI::App* add_run_command(CLI::App& app, RunOptions& o) {
+  CLI::App* run = app.add_subcommand(
+      "run", "Boot a guest; run CMD in it and exit with its status, or give a console");
+  run->add_option("--vcpus", o.vcpus,
+                  "Number of virtual harts (1-64; default 2; with --nodes: the total, split "
+                  "evenly)")
+      ->check(count_validator(1, 64, "--vcpus"));
+  run->add_option("--memory", o.memory,
+                  "Guest RAM: a number with K, M, G or T (a bare number is MiB); at least 64M; "
+                  "default 512M (with --nodes: the total, split evenly)");
+  run->add_option("--nodes", o.nodes,
+                  "Run one VM across N node processes on this host (a distributed VM: each "
+                  "node runs its vCPUs and is home for its part of the memory)")
+      ->check(count_validator(1, 64, "--nodes"));
+  add_guest_options(run, o);
   run->footer(
       "With a command, dvmm prints its output and exits with its exit status; 124 means the\n"
       "--timeout expired, 125 that the guest kernel panicked, 1 a monitor error.\n"
@@ -118,17 +148,48 @@ CLI::App* add_run_command(CLI::App& app, RunOptions& o) {
       "Examples:\n"
       "  dvmm run -- uname -a\n"
       "  dvmm run --vcpus 4 --memory 1G -- nproc\n"
+      "  dvmm run --nodes 3 --vcpus-per-node 2 -- nproc       (6 harts on 3 node processes)\n"
       "  dvmm run --initrd-extra my-files.cpio -- /my/program");
   return run;
+}
+
+CLI::App* add_node_command(CLI::App& app, RunOptions& o) {
+  CLI::App* node = app.add_subcommand(
+      "node",
+      "Join a distributed VM as one of its nodes (one per host, started by you or a "
+      "launcher)");
+  node->add_option("--cluster", o.cluster_file,
+                   "Cluster file: one line per node in rank order, HOST:PORT (rank 0 listens "
+                   "there for the others to join)");
+  node->add_option("--rank", o.rank,
+                   "This node's rank (default: from SLURM_PROCID, OMPI_COMM_WORLD_RANK, PMI_RANK "
+                   "or PMIX_RANK)");
+  node->add_option("--nodes", o.nodes, "Number of nodes (with --bootstrap-dir)")
+      ->check(count_validator(1, 64, "--nodes"));
+  node->add_option("--bootstrap-dir", o.bootstrap_dir,
+                   "Meet on this host through a UNIX socket in DIR (what `dvmm run --nodes` uses)");
+  node->add_option("--join-timeout", o.join_timeout_s,
+                   "Seconds to wait for every node to join (default 30)");
+  add_guest_options(node, o);
+  node->footer(
+      "Every node must be started with the same --vcpus-per-node and --memory-per-node and the\n"
+      "same dvmm version, or it is refused. Rank 0 boots the guest, holds its devices and\n"
+      "console, and takes the guest options (--kernel, CMD, ...); its exit status is the VM's.\n"
+      "Example, two hosts (cluster file: 'hostA:7700' and 'hostB:7700'):\n"
+      "  hostA$ dvmm node --cluster c.txt --rank 0 --vcpus-per-node 2 -- nproc\n"
+      "  hostB$ dvmm node --cluster c.txt --rank 1 --vcpus-per-node 2");
+  node->callback([&o] { o.node_mode = true; });
+  return node;
 }
 
 int run_command(const RunOptions& o) {
   const bool command_mode = !o.command.empty();
   std::mutex out_mutex;  // stdout/stderr lines from several threads
   bool raw = false;
+  std::string prefix = "dvmm: ";
   auto log = [&](const std::string& line) {
     std::lock_guard lock(out_mutex);
-    std::string s = "dvmm: " + line + (raw ? "\r\n" : "\n");
+    std::string s = prefix + line + (raw ? "\r\n" : "\n");
     write_all(STDERR_FILENO, s);
   };
   auto fail = [&](const std::string& message) {
@@ -136,48 +197,134 @@ int run_command(const RunOptions& o) {
     return kExitError;
   };
 
-  // ---- inputs
+  // ---- topology: one node, or this process's place in a distributed VM
+  unsigned nodes = o.nodes == 0 ? 1 : o.nodes;
+  cluster::NodeId rank = 0;
+  std::optional<cluster::ClusterFile> cluster_file;
+  if (o.node_mode) {
+    if (o.cluster_file.empty() == o.bootstrap_dir.empty()) {
+      return fail("dvmm node needs --cluster FILE (or, on one host, --bootstrap-dir DIR)");
+    }
+    try {
+      if (!o.cluster_file.empty()) {
+        cluster_file = cluster::ClusterFile::load(o.cluster_file);
+        if (o.nodes != 0 && o.nodes != cluster_file->nodes.size()) {
+          return fail(fmt::format("--nodes {} disagrees with {} ({} nodes)", o.nodes,
+                                  o.cluster_file, cluster_file->nodes.size()));
+        }
+        nodes = static_cast<unsigned>(cluster_file->nodes.size());
+      } else if (o.nodes == 0) {
+        return fail("--bootstrap-dir needs --nodes N");
+      }
+      const cluster::LaunchRank lr = cluster::resolve_launch_rank(o.rank);
+      if (lr.size && *lr.size != nodes) {
+        return fail(fmt::format("the launcher says {} nodes ({}), the cluster has {}", *lr.size,
+                                lr.source, nodes));
+      }
+      rank = lr.rank;
+      if (rank >= nodes) {
+        return fail(fmt::format("rank {} (from {}) is not below the node count {}", rank, lr.source,
+                                nodes));
+      }
+    } catch (const cluster::ClusterError& e) {
+      return fail(e.what());
+    }
+  }
+  const bool distributed = o.node_mode || nodes > 1;
+  if (distributed && rank != 0) prefix = fmt::format("dvmm[node {}]: ", rank);
+
+  // ---- sizes
   machine::MachineConfig config;
-  config.vcpus = o.vcpus;
+  cluster::MachineDescription description;
   try {
-    config.memory_size = machine::parse_memory_size(o.memory);
-    machine::check_memory_size(config.memory_size);
+    if (!distributed) {
+      if (o.vcpus_per_node != 0 || !o.memory_per_node.empty()) {
+        return fail("--vcpus-per-node and --memory-per-node are for a distributed VM (--nodes N)");
+      }
+      config.vcpus = o.vcpus != 0 ? o.vcpus : 2;
+      config.memory_size = machine::parse_memory_size(o.memory.empty() ? "512M" : o.memory);
+      machine::check_memory_size(config.memory_size);
+    } else {
+      unsigned per_node = 1;
+      if (o.vcpus_per_node != 0) {
+        if (o.vcpus != 0) return fail("give --vcpus (the total) or --vcpus-per-node, not both");
+        per_node = o.vcpus_per_node;
+      } else if (o.vcpus != 0) {
+        if (o.vcpus % nodes != 0) {
+          return fail(
+              fmt::format("--vcpus {} cannot be split evenly across {} nodes; use --vcpus-per-node",
+                          o.vcpus, nodes));
+        }
+        per_node = o.vcpus / nodes;
+      }
+      if (per_node * nodes > 64) {
+        return fail(fmt::format("at most 64 vCPUs in all, not {} nodes x {}", nodes, per_node));
+      }
+      u64 memory_per_node = u64{256} << 20;
+      if (!o.memory_per_node.empty()) {
+        if (!o.memory.empty())
+          return fail("give --memory (the total) or --memory-per-node, not both");
+        memory_per_node = machine::parse_memory_size(o.memory_per_node);
+      } else if (!o.memory.empty()) {
+        memory_per_node = machine::parse_memory_size(o.memory) / nodes;
+      }
+      memory_per_node &= ~((u64{1} << 20) - 1);  // whole MiB: each node's slice is a NUMA node
+      if (memory_per_node < (u64{32} << 20)) {
+        return fail("each node needs at least 32M of guest memory (--memory-per-node)");
+      }
+      machine::check_memory_size(memory_per_node * nodes);
+      description.nodes = nodes;
+      description.vcpus_per_node = per_node;
+      description.memory_per_node = memory_per_node;
+      config = description.machine_config();
+    }
   } catch (const machine::MachineError& e) {
     return fail(e.what());
   }
-  const std::string dir = guest_dir();
-  if (!o.kernel.empty()) {
-    if (!is_file(o.kernel)) {
-      return fail("kernel " + o.kernel + ": " +
-                  (::access(o.kernel.c_str(), F_OK) == 0 ? "not a regular file" : "no such file"));
+
+  // ---- inputs (only the node that boots the guest needs them)
+  if (rank != 0) {
+    if (command_mode || !o.kernel.empty() || !o.initrd.empty() || !o.initrd_extra.empty() ||
+        !o.append.empty()) {
+      return fail("the guest's kernel, initrd, command line and command go to rank 0 only");
     }
-    config.kernel_path = o.kernel;
   } else {
-    config.kernel_path = dir + "/Image";
-    if (!is_file(config.kernel_path)) {
-      return fail("no guest kernel at " + config.kernel_path + "; " + build_hint() +
-                  ", or pass --kernel");
+    const std::string dir = guest_dir();
+    if (!o.kernel.empty()) {
+      if (!is_file(o.kernel)) {
+        return fail(
+            "kernel " + o.kernel + ": " +
+            (::access(o.kernel.c_str(), F_OK) == 0 ? "not a regular file" : "no such file"));
+      }
+      config.kernel_path = o.kernel;
+    } else {
+      config.kernel_path = dir + "/Image";
+      if (!is_file(config.kernel_path)) {
+        return fail("no guest kernel at " + config.kernel_path + "; " + build_hint() +
+                    ", or pass --kernel");
+      }
+    }
+    if (!o.initrd.empty()) {
+      if (!is_file(o.initrd)) return fail("initrd " + o.initrd + ": no such file");
+      config.initrd_paths.push_back(o.initrd);
+    } else if (is_file(dir + "/initramfs.cpio.gz")) {
+      config.initrd_paths.push_back(dir + "/initramfs.cpio.gz");
+    } else if (o.kernel.empty() || command_mode) {
+      return fail("no guest initramfs at " + dir + "/initramfs.cpio.gz; " + build_hint() +
+                  ", or pass --initrd");
+    }
+    for (const std::string& extra : o.initrd_extra) {
+      if (!is_file(extra)) return fail("--initrd-extra " + extra + ": no such file");
+      config.initrd_paths.push_back(extra);
+    }
+    if (command_mode) config.initrd_appendix = machine::make_command_archive(o.command);
+    if (!o.append.empty()) {
+      config.bootargs = o.append;
+    } else {
+      config.bootargs = o.verbose ? kVerboseAppend : command_mode ? kCommandAppend : kDefaultAppend;
     }
   }
-  if (!o.initrd.empty()) {
-    if (!is_file(o.initrd)) return fail("initrd " + o.initrd + ": no such file");
-    config.initrd_paths.push_back(o.initrd);
-  } else if (is_file(dir + "/initramfs.cpio.gz")) {
-    config.initrd_paths.push_back(dir + "/initramfs.cpio.gz");
-  } else if (o.kernel.empty() || command_mode) {
-    return fail("no guest initramfs at " + dir + "/initramfs.cpio.gz; " + build_hint() +
-                ", or pass --initrd");
-  }
-  for (const std::string& extra : o.initrd_extra) {
-    if (!is_file(extra)) return fail("--initrd-extra " + extra + ": no such file");
-    config.initrd_paths.push_back(extra);
-  }
-  if (command_mode) config.initrd_appendix = machine::make_command_archive(o.command);
-  if (!o.append.empty()) {
-    config.bootargs = o.append;
-  } else {
-    config.bootargs = o.verbose ? kVerboseAppend : command_mode ? kCommandAppend : kDefaultAppend;
-  }
+  const bool has_console = rank == 0;
 
   // ---- console output
   vmm::LineFilter filter(command_mode && !o.verbose ? std::vector<std::string>{kInitBanner}
@@ -199,22 +346,93 @@ int run_command(const RunOptions& o) {
 
   // Signals go to one thread (set up before any other thread starts).
   ::signal(SIGPIPE, SIG_IGN);
-  vmm::Vm* vm_ptr = nullptr;
+  std::function<void(std::string)> stop_guest;
   std::atomic<bool> vm_ready{false};
   SignalWatcher signals([&](int signo) {
-    if (vm_ready.load()) vm_ptr->request_stop(std::string("stopped by signal ") + strsignal(signo));
+    if (vm_ready.load()) stop_guest(std::string("stopped by signal ") + strsignal(signo));
   });
 
   std::unique_ptr<vmm::Vm> vm;
+  std::unique_ptr<NodeProcesses> children;
+  std::unique_ptr<cluster::Bootstrap> bootstrap;
+  std::unique_ptr<cluster::ClusterVm> cluster_vm;
+  std::atomic<cluster::ClusterVm*> cluster_ptr{nullptr};
+  std::mutex exits_mutex;  // node processes that ended before the cluster was up
+  std::vector<std::pair<unsigned, std::string>> early_exits;
+  std::function<void(std::span<const u8>)> console_input;
+  std::function<vmm::VmResult()> run_guest;
   try {
-    vm = std::make_unique<vmm::Vm>(config, vo);
-    vm->boot();
-  } catch (const machine::MachineError& e) {
-    return fail(e.what());
+    if (!distributed) {
+      vm = std::make_unique<vmm::Vm>(config, vo);
+      vm->boot();
+      stop_guest = [&](std::string why) { vm->request_stop(std::move(why)); };
+      console_input = [&](std::span<const u8> b) { vm->push_console_input(b); };
+      run_guest = [&] { return vm->run(); };
+    } else {
+      const auto join_timeout =
+          std::chrono::milliseconds(static_cast<i64>(std::ceil(o.join_timeout_s * 1000)));
+      const cluster::BootstrapOptions bootstrap_options =
+          cluster::ClusterVm::bootstrap_options(description, DVMM_VERSION, log, join_timeout);
+      if (!o.node_mode) {
+        // `run --nodes N`: this process is rank 0 and starts the others.
+        const u64 mib = description.memory_per_node >> 20;
+        children = std::make_unique<NodeProcesses>(
+            nodes,
+            [&](unsigned r, const std::string& dir) {
+              std::vector<std::string> args = {"node",
+                                               "--bootstrap-dir",
+                                               dir,
+                                               "--rank",
+                                               std::to_string(r),
+                                               "--nodes",
+                                               std::to_string(nodes),
+                                               "--vcpus-per-node",
+                                               std::to_string(description.vcpus_per_node),
+                                               "--memory-per-node",
+                                               std::to_string(mib) + "M",
+                                               "--join-timeout",
+                                               fmt::format("{}", o.join_timeout_s)};
+              if (o.verbose) args.emplace_back("--verbose");
+              return args;
+            },
+            [&](unsigned r, const std::string& how) {
+              if (cluster::ClusterVm* c = cluster_ptr.load()) {
+                c->node_failed(static_cast<cluster::NodeId>(r), "its process " + how);
+              } else {
+                std::lock_guard lock(exits_mutex);
+                early_exits.emplace_back(r, how);
+              }
+            });
+        bootstrap = std::make_unique<cluster::LocalBootstrap>(children->bootstrap_dir(), 0, nodes,
+                                                              bootstrap_options);
+      } else if (!o.bootstrap_dir.empty()) {
+        bootstrap = std::make_unique<cluster::LocalBootstrap>(o.bootstrap_dir, rank, nodes,
+                                                              bootstrap_options);
+      } else {
+        bootstrap = std::make_unique<cluster::TcpBootstrap>(*cluster_file, rank, bootstrap_options);
+      }
+      if (o.verbose) log(fmt::format("joining {} nodes through {}", nodes, bootstrap->where()));
+      cluster::ClusterVmOptions co;
+      co.description = description;
+      co.boot = config;
+      co.vm = vo;
+      cluster_vm = std::make_unique<cluster::ClusterVm>(*bootstrap, co);
+      cluster_vm->boot();
+      cluster_ptr.store(cluster_vm.get());
+      {
+        std::lock_guard lock(exits_mutex);
+        for (const auto& [r, how] : early_exits) {
+          cluster_vm->node_failed(static_cast<cluster::NodeId>(r), "its process " + how);
+        }
+      }
+      stop_guest = [&](std::string why) { cluster_vm->request_stop(std::move(why)); };
+      console_input = [&](std::span<const u8> b) { cluster_vm->push_console_input(b); };
+      run_guest = [&] { return cluster_vm->run(); };
+    }
   } catch (const std::exception& e) {
+    if (children) children->finish(0);
     return fail(e.what());
   }
-  vm_ptr = vm.get();
   vm_ready.store(true);
   if (signals.last_signal() != 0) return 128 + signals.last_signal();
 
@@ -223,7 +441,7 @@ int run_command(const RunOptions& o) {
   std::thread input_thread;
   int wake_pipe[2] = {-1, -1};
   std::atomic<bool> quit_by_key{false};
-  if (!command_mode) {
+  if (!command_mode && has_console) {
     terminal = std::make_unique<RawTerminal>(STDIN_FILENO);
     raw = terminal->active();
     if (raw) {
@@ -251,24 +469,26 @@ int run_command(const RunOptions& o) {
           continue;
         }
         if (!tty) {
-          vm->push_console_input(std::span<const u8>(buf, static_cast<std::size_t>(len)));
+          console_input(std::span<const u8>(buf, static_cast<std::size_t>(len)));
           continue;
         }
         const auto r = escape.feed(buf, static_cast<std::size_t>(len));
-        if (!r.to_guest.empty()) vm->push_console_input(r.to_guest);
+        if (!r.to_guest.empty()) console_input(r.to_guest);
         if (r.command == vmm::EscapeParser::Command::kHelp) {
           std::lock_guard lock(out_mutex);
           write_all(STDOUT_FILENO, vmm::EscapeParser::help_text());
         } else if (r.command == vmm::EscapeParser::Command::kQuit) {
           quit_by_key.store(true);
-          vm->request_stop("quit from the console (C-a x)");
+          stop_guest("quit from the console (C-a x)");
           return;
         }
       }
     });
   }
 
-  const vmm::VmResult result = vm->run();
+  const vmm::VmResult result = run_guest();
+  // The other node processes leave once node 0 told them the VM is over.
+  if (children) children->finish(5000);
 
   if (input_thread.joinable()) {
     const char c = 0;
@@ -284,6 +504,12 @@ int run_command(const RunOptions& o) {
     raw = false;
   }
 
+  if (rank != 0) {
+    // Node 0 reports the VM's end to the user; this node only says what went wrong here.
+    if (result.kind == vmm::VmResult::Kind::kPowerOff) return 0;
+    if (result.kind == vmm::VmResult::Kind::kError || o.verbose) log(result.message);
+    return result.kind == vmm::VmResult::Kind::kError ? kExitError : 0;
+  }
   switch (result.kind) {
     case vmm::VmResult::Kind::kPowerOff:
       if (o.verbose) log("guest powered off with status " + std::to_string(result.status));

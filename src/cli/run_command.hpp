@@ -1,10 +1,15 @@
-// `dvmm run`: boot a guest on this node, either running one command in it (`dvmm run --
-// CMD ARGS...`, exit status = the command's) or with an interactive console.
+// `dvmm run`: boot a guest, either running one command in it (`dvmm run -- CMD ARGS...`,
+// exit status = the command's) or with an interactive console; on this process alone, or
+// across N node processes on this host (`--nodes N`, issue 4).
+// `dvmm node`: one node of a distributed VM whose nodes are started by the user or a
+// launcher (Slurm, mpirun) on several hosts, meeting through a cluster file; also what
+// `dvmm run --nodes N` starts for ranks 1..N-1.
 //
 // Threads: main thread only.
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,8 +21,18 @@ inline constexpr int kExitTimeout = 124;  // --timeout expired (as timeout(1))
 inline constexpr int kExitPanic = 125;    // the guest kernel panicked
 
 struct RunOptions {
-  unsigned vcpus = 2;
-  std::string memory = "512M";
+  unsigned vcpus = 0;  // 0: not given (2 on one node)
+  std::string memory;  // empty: not given (512M on one node)
+  // A distributed VM: N nodes (0: not given, one node), each with its vCPUs and memory.
+  unsigned nodes = 0;
+  unsigned vcpus_per_node = 0;  // 0: not given
+  std::string memory_per_node;
+  // `dvmm node`
+  bool node_mode = false;
+  std::optional<unsigned> rank;
+  std::string bootstrap_dir;  // one host (what `run --nodes` passes its children)
+  std::string cluster_file;   // several hosts
+  double join_timeout_s = 30;
   std::string kernel;
   std::string initrd;
   std::vector<std::string> initrd_extra;
@@ -30,6 +45,8 @@ struct RunOptions {
 
 // Adds the `run` subcommand and its options to `app`.
 CLI::App* add_run_command(CLI::App& app, RunOptions& options);
+// Adds the `node` subcommand (sets options.node_mode when parsed).
+CLI::App* add_node_command(CLI::App& app, RunOptions& options);
 // Runs it; returns the process exit status.
 int run_command(const RunOptions& options);
 

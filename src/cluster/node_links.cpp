@@ -31,6 +31,12 @@ constexpr auto kBusyPoll = std::chrono::microseconds(100);
 // Sentinel reply for "no such value" (a status the remote node could not give).
 constexpr u64 kNoValue = ~u64{0};
 
+u64 monotonic_ns() {
+  return static_cast<u64>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch())
+                              .count());
+}
+
 }  // namespace
 
 ClusterLinks::ClusterLinks(Transport& transport, unsigned vcpus_per_node, NodeId device_node,
@@ -123,6 +129,7 @@ void ClusterLinks::send_ipi(HartId id) {
   WireWriter w;
   w.u8v(kIpi);
   w.u32v(id);
+  w.u64v(monotonic_ns());
   const auto b = w.take();
   transport_.send(node_of(id), Channel::kCpu, b);
 }
@@ -140,6 +147,7 @@ void ClusterLinks::remote_fence(const std::vector<HartId>& harts, const Serve& s
   std::map<NodeId, std::vector<HartId>> by_node;
   for (HartId h : harts) by_node[node_of(h)].push_back(h);
   std::vector<u64> reqs;
+  const u64 started = monotonic_ns();
   for (const auto& [node, list] : by_node) {
     const u64 req = new_request();
     WireWriter w;
@@ -155,7 +163,9 @@ void ClusterLinks::remote_fence(const std::vector<HartId>& harts, const Serve& s
       pending_.erase(req);
     }
   }
-  for (u64 req : reqs) wait(req, serve);
+  bool ok = true;
+  for (u64 req : reqs) ok = wait(req, serve).has_value() && ok;
+  if (ok && !reqs.empty()) fence_latency_.record(monotonic_ns() - started);
 }
 
 i64 ClusterLinks::hart_start(HartId id, u64 start_addr, u64 opaque, const Serve& serve) {
@@ -201,12 +211,15 @@ u64 ClusterLinks::mmio_read(Gpa gpa, unsigned size, const Serve& serve) {
   w.u64v(gpa);
   w.u8v(static_cast<u8>(size));
   const auto b = w.take();
+  const u64 started = monotonic_ns();
   if (!transport_.send(device_node_, Channel::kMmio, b)) {
     std::lock_guard lock(mutex_);
     pending_.erase(req);
     return 0;
   }
-  return wait(req, serve).value_or(0);
+  const auto v = wait(req, serve);
+  if (v) mmio_latency_.record(monotonic_ns() - started);
+  return v.value_or(0);
 }
 
 void ClusterLinks::mmio_write(Gpa gpa, unsigned size, u64 value, const Serve& serve) {
@@ -228,7 +241,7 @@ void ClusterLinks::mmio_write(Gpa gpa, unsigned size, u64 value, const Serve& se
 
 bool ClusterLinks::acquire_page(Gpa gpa, memory::AccessType type, const Serve& serve) {
   if (!dsm_ || stopping()) return false;
-  return dsm_->acquire(gpa, type, serve);
+  return dsm_->acquire(gpa, type, serve, [this] { return stopping(); });
 }
 
 void ClusterLinks::flush_local_harts(const std::function<void()>& while_waiting) {
@@ -267,8 +280,14 @@ void ClusterLinks::on_cpu(NodeId from, std::span<const u8> bytes) {
   switch (type) {
     case kIpi: {
       u32 h;
-      if (!r.u32v(h) || !r.at_end() || !local_hart(h)) return reject(from, "cpu", "bad IPI");
+      u64 sent = 0;
+      if (!r.u32v(h) || !r.u64v(sent) || !r.at_end() || !local_hart(h))
+        return reject(from, "cpu", "bad IPI");
       m.hart(h).raise_software_interrupt();
+      // steady_clock is CLOCK_MONOTONIC, shared by the processes of one host (across hosts
+      // the figure is meaningless and not recorded).
+      const u64 now = monotonic_ns();
+      if (now >= sent && now - sent < u64{1'000'000'000}) ipi_latency_.record(now - sent);
       return;
     }
     case kExtIrq: {

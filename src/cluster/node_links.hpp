@@ -8,7 +8,7 @@
 // stops or the transport reports a failed peer (fail()).
 //
 // Wire (little endian, WireWriter): u8 type, then per type:
-//   kCpu:  Ipi{u32 hart} ExtIrq{u32 hart, u8 level} Fence{u64 req, u32 n, u32 hart*n}
+//   kCpu:  Ipi{u32 hart, u64 sent_ns} ExtIrq{u32 hart, u8 level} Fence{u64 req, u32 n, u32 hart*n}
 //          FenceAck{u64 req} HsmStart{u64 req, u32 hart, u64 addr, u64 opaque}
 //          HsmStatus{u64 req, u32 hart} Reply{u64 req, u64 value}
 //   kMmio: Read{u64 req, u64 gpa, u8 size} Write{u64 req, u64 gpa, u8 size, u64 value}
@@ -26,6 +26,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "base/latency_stats.hpp"
 #include "cluster/transport.hpp"
 #include "dsm/dsm_node.hpp"
 #include "vmm/node_links.hpp"
@@ -59,6 +60,12 @@ class ClusterLinks final : public vmm::NodeLinks {
 
   NodeId node_of(HartId id) const { return static_cast<NodeId>(id / vcpus_per_node_); }
   u64 rejected() const { return rejected_.load(std::memory_order_relaxed); }
+  // Cross-node latencies: an IPI from the sender's SBI call to the target's sip (one way;
+  // one host only), a remote fence until every target acknowledged, an MMIO read until
+  // its value came back.
+  LatencySummary ipi_latency() const { return ipi_latency_.snapshot(); }
+  LatencySummary fence_latency() const { return fence_latency_.snapshot(); }
+  LatencySummary mmio_latency() const { return mmio_latency_.snapshot(); }
 
   // vmm::NodeLinks
   bool is_local(HartId id) const override { return node_of(id) == self_; }
@@ -96,6 +103,9 @@ class ClusterLinks final : public vmm::NodeLinks {
   u64 next_req_ = 1;
   std::atomic<bool> failed_{false};
   std::atomic<u64> rejected_{0};
+  LatencyStats ipi_latency_;
+  LatencyStats fence_latency_;
+  LatencyStats mmio_latency_;
 };
 
 }  // namespace dvmm::cluster

@@ -81,7 +81,8 @@ void DsmNode::stop() {
 
 // ------------------------------------------------------------------------ entry points
 
-bool DsmNode::acquire(Gpa gpa, AccessType type, const WaitHook& serve) {
+bool DsmNode::acquire(Gpa gpa, AccessType type, const WaitHook& serve,
+                      const std::function<bool()>& give_up) {
   if (!homes_.contains(gpa)) throw std::out_of_range("dsm: acquire outside guest RAM");
   const u64 page = homes_.page_index(gpa);
   if (local_.allows(page, type)) return true;
@@ -94,6 +95,7 @@ bool DsmNode::acquire(Gpa gpa, AccessType type, const WaitHook& serve) {
     in.type = type;
     return in;
   };
+  const auto started = Clock::now();
   Waiter w{page, needed_access(type)};
   std::unique_lock lock(mutex_);
   waiters_.push_back(&w);
@@ -103,7 +105,7 @@ bool DsmNode::acquire(Gpa gpa, AccessType type, const WaitHook& serve) {
   for (;;) {
     if (!processing_ && has_work_locked()) process_locked(lock, serve);
     if (local_.allows(page, type)) break;
-    if (stopping_) {
+    if (stopping_ || (give_up && give_up())) {
       ok = false;
       break;
     }
@@ -127,6 +129,12 @@ bool DsmNode::acquire(Gpa gpa, AccessType type, const WaitHook& serve) {
   waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &w));
   // Inputs held back for this waiter may go now.
   if (deferred_.count(page) != 0) service_cv_.notify_one();
+  lock.unlock();
+  if (ok) {
+    const auto ns = static_cast<u64>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started).count());
+    (is_home(page) ? fault_local_home_ : fault_remote_home_).record(ns);
+  }
   return ok;
 }
 
@@ -449,6 +457,8 @@ DsmCounters DsmNode::counters() const {
   c.queued = ld(counters_.queued);
   c.holds = ld(counters_.holds);
   c.rejected = ld(counters_.rejected);
+  c.fault_remote_home = fault_remote_home_.snapshot();
+  c.fault_local_home = fault_local_home_.snapshot();
   return c;
 }
 

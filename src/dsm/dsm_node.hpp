@@ -37,6 +37,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/latency_stats.hpp"
 #include "base/types.hpp"
 #include "dsm/local_pages.hpp"
 #include "dsm/protocol.hpp"
@@ -79,6 +80,11 @@ struct DsmCounters {
   u64 queued = 0;        // remote requests that waited behind another transaction here
   u64 holds = 0;         // inputs set aside while a fresh grant was held for local waiters
   u64 rejected = 0;      // malformed or unexpected messages (logged)
+  // Fault service time: from an acquire() that had to wait to the access being allowed,
+  // for pages homed on another node, and for pages homed here (whose copies elsewhere had
+  // to be recalled).
+  LatencySummary fault_remote_home;
+  LatencySummary fault_local_home;
 };
 
 struct PageBounce {
@@ -108,8 +114,11 @@ class DsmNode {
   // taken away again at any time after it returns (the vCPU re-runs and faults again).
   // `serve` is called repeatedly while blocked and while this thread waits for harts to
   // flush: a vCPU thread passes its hart's service_requests, so that this hart can drop
-  // pages that other transactions take away meanwhile. False only when stopping.
-  bool acquire(Gpa gpa, AccessType type, const WaitHook& serve = {});
+  // pages that other transactions take away meanwhile. `give_up` (a cheap flag test, called
+  // with an internal lock held) ends the wait early, e.g. when the VM stops. False only
+  // when stopping or giving up.
+  bool acquire(Gpa gpa, AccessType type, const WaitHook& serve = {},
+               const std::function<bool()>& give_up = {});
   // Asks the home to take this node's copy of the page back (no effect at the home).
   // Asynchronous: the service thread sends the request.
   void evict(Gpa gpa);
@@ -192,6 +201,8 @@ class DsmNode {
         queued{0}, holds{0}, rejected{0};
   };
   AtomicCounters counters_;
+  LatencyStats fault_remote_home_;
+  LatencyStats fault_local_home_;
 };
 
 }  // namespace dvmm::dsm

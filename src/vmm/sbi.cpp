@@ -143,7 +143,7 @@ SbiOutcome Sbi::handle(cpu::Hart& caller, const cpu::ExitSbiCall& call) {
       r = srst(call.fid, a, &outcome);
       break;
     case kSbiExtDbcn:
-      r = dbcn(call.fid, a);
+      r = dbcn(caller, call.fid, a);
       break;
     default:
       break;
@@ -407,7 +407,19 @@ Sbi::Result Sbi::srst(u64 fid, const u64* a, SbiOutcome* outcome) {
 
 // ------------------------------------------------------------------------------- DBCN
 
-Sbi::Result Sbi::dbcn(u64 fid, const u64* a) {
+bool Sbi::own_page(cpu::Hart& caller, u64 page, memory::AccessType type) {
+  memory::GuestRam& ram = platform_.ram();
+  NodeLinks& links = platform_.links();
+  while (!ram.allows(page, type)) {
+    if (!links.acquire_page(ram.base() + (page << kPageShift), type,
+                            [&caller] { caller.service_requests(); })) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Sbi::Result Sbi::dbcn(cpu::Hart& caller, u64 fid, const u64* a) {
   switch (fid) {
     case kDbcnWrite:
     case kDbcnRead: {
@@ -418,13 +430,24 @@ Sbi::Result Sbi::dbcn(u64 fid, const u64* a) {
       if (len == 0) return {kSbiSuccess, 0};
       memory::GuestRam& ram = platform_.ram();
       if (!ram.contains(addr, len)) return {kSbiErrInvalidParam, 0};
+      // Page by page: on a distributed VM each page may live on another node.
       if (fid == kDbcnWrite) {
-        platform_.console_write(
-            std::string_view(reinterpret_cast<const char*>(ram.host_ptr(addr)), len));
+        std::string text;
+        for (u64 done = 0; done < len;) {
+          const Gpa at = addr + done;
+          const u64 chunk = std::min(len - done, kPageSize - (at & kPageMask));
+          if (!own_page(caller, ram.page_index(at), memory::AccessType::kRead)) {
+            return {kSbiErrFailed, 0};
+          }
+          text.append(reinterpret_cast<const char*>(ram.host_ptr(at)), chunk);
+          done += chunk;
+        }
+        platform_.console_write(text);
         return {kSbiSuccess, len};
       }
       u64 n = 0;
       for (; n < len; ++n) {
+        if (!own_page(caller, ram.page_index(addr + n), memory::AccessType::kWrite)) break;
         const int c = platform_.console_read();
         if (c < 0) break;
         const u8 byte = static_cast<u8>(c);
@@ -444,10 +467,15 @@ Sbi::Result Sbi::dbcn(u64 fid, const u64* a) {
 
 // ------------------------------------------------------------------------------- legacy
 
-std::optional<u64> Sbi::read_legacy_mask(cpu::Hart& caller, u64 va) const {
-  // The v0.1 hart mask is passed by (S-mode virtual) address.
+std::optional<u64> Sbi::read_legacy_mask(cpu::Hart& caller, u64 va) {
+  // The v0.1 hart mask is passed by (S-mode virtual) address. (On a distributed VM the
+  // page-table pages must be here already: the caller just used them.)
   const auto gpa = caller.debug_translate(va, memory::AccessType::kRead);
-  if (!gpa) return std::nullopt;
+  if (!gpa || !platform_.ram().contains(*gpa, sizeof(u64))) return std::nullopt;
+  if ((*gpa & kPageMask) + sizeof(u64) > kPageSize) return std::nullopt;  // spans pages
+  if (!own_page(caller, platform_.ram().page_index(*gpa), memory::AccessType::kRead)) {
+    return std::nullopt;
+  }
   u64 mask = 0;
   if (!platform_.ram().read(*gpa, &mask, sizeof mask)) return std::nullopt;
   return mask;

@@ -166,7 +166,11 @@ class Sbi {
   Result rfence(cpu::Hart& caller, u64 fid, const u64* a);
   Result hsm(cpu::Hart& caller, u64 fid, const u64* a, SbiOutcome* outcome);
   Result srst(u64 fid, const u64* a, SbiOutcome* outcome);
-  Result dbcn(u64 fid, const u64* a);
+  Result dbcn(cpu::Hart& caller, u64 fid, const u64* a);
+  // Makes guest RAM page `page` usable for `type` on this node (a distributed VM may have
+  // to fetch it). The caller then touches it without serving flush requests in between,
+  // so no other node can take it away meanwhile. False when the VM is stopping.
+  bool own_page(cpu::Hart& caller, u64 page, memory::AccessType type);
   // Legacy calls: the value for a0.
   i64 legacy(cpu::Hart& caller, u64 eid, const u64* a, SbiOutcome* outcome);
 
@@ -174,7 +178,7 @@ class Sbi {
   // Expands (hart_mask, hart_mask_base) into a hart set; false if a hart is invalid.
   bool decode_mask(u64 mask, u64 base, std::vector<HartId>* harts) const;
   // Reads a legacy hart mask through the caller's virtual address; nullopt if unmapped.
-  std::optional<u64> read_legacy_mask(cpu::Hart& caller, u64 va) const;
+  std::optional<u64> read_legacy_mask(cpu::Hart& caller, u64 va);
   void send_ipis(const std::vector<HartId>& harts);
   // Makes every hart in `harts` flush its TLB and decoded code, and waits until all have.
   void remote_flush(cpu::Hart& caller, const std::vector<HartId>& harts);

@@ -125,6 +125,10 @@ void Vm::post_poweroff(u32 status, std::string why) {
 }
 
 void Vm::post_reboot(std::string why) {
+  if (!options_.reboot_allowed) {
+    post_poweroff(0, why + " (this VM powers off instead of rebooting)");
+    return;
+  }
   if (options_.verbose) log(why);
   stop_vcpus_.store(true, std::memory_order_release);
   post({Event::Kind::kReboot, 0, std::move(why)});

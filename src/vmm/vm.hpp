@@ -47,6 +47,9 @@ struct VmOptions {
   // CLOCK_MONOTONIC on the same host).
   bool boot_node = true;
   u64 time_epoch_ns = 0;
+  // False: a guest reboot powers off instead (a distributed VM cannot yet reset every
+  // node's memory and harts together).
+  bool reboot_allowed = true;
 };
 
 struct VmResult {

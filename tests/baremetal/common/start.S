@@ -6,6 +6,24 @@
   .section .text.start, "ax"
   .global _start
 _start:
+  // A RISC-V Linux Image header (Documentation/riscv/boot-image-header.rst), so that the
+  // raw binary (objcopy -O binary) boots with `dvmm run --kernel` like a kernel; loaders
+  // that enter the ELF at _start just jump over it.
+  .option push
+  .option norvc
+  j .Lafter_header        // code0
+  .word 0                 // code1
+  .dword 0x200000         // text_offset: loaded at RAM base + 2 MiB = 0x80200000
+  .dword __bss_end - 0x80200000  // image_size, bss included
+  .dword 0                // flags
+  .word 0x2               // header version 0.2
+  .word 0                 // res1
+  .dword 0                // res2
+  .ascii "RISCV\0\0\0"   // magic (deprecated)
+  .ascii "RSC\x05"        // magic2
+  .word 0                 // res3
+  .option pop
+.Lafter_header:
   // The tests expect to boot on hart 0. OpenSBI's boot-hart lottery may pick another one:
   // hand over to hart 0 through HSM (registers only: bss is about to be cleared).
   bnez a0, .Lhand_over

@@ -1,0 +1,366 @@
+#include "cluster/cluster_vm.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "cluster/dsm_adapter.hpp"
+#include "cluster/node_links.hpp"
+#include "cluster/wire_codec.hpp"
+#include "dsm/local_pages.hpp"
+
+namespace dvmm::cluster {
+
+namespace {
+
+enum ControlMsg : u8 { kStart = 1, kEnd = 2 };
+
+std::vector<u8> encode_node_info(u32 vcpus, u64 memory) {
+  WireWriter w;
+  w.u32v(vcpus);
+  w.u64v(memory);
+  return w.take();
+}
+
+std::string mib(u64 bytes) {
+  return fmt::format("{} MiB", bytes >> 20);
+}
+
+std::string latency_json(const LatencySummary& l) {
+  return fmt::format(
+      R"({{"count": {}, "mean_ns": {}, "p50_ns": {}, "p90_ns": {}, "p99_ns": {}, "max_ns": {}}})",
+      l.count, l.mean_ns, l.p50_ns, l.p90_ns, l.p99_ns, l.max_ns);
+}
+
+}  // namespace
+
+BootstrapOptions ClusterVm::bootstrap_options(const MachineDescription& description,
+                                              const std::string& dvmm_version,
+                                              std::function<void(const std::string&)> log,
+                                              std::chrono::milliseconds timeout) {
+  BootstrapOptions o;
+  o.join.version = dvmm_version;
+  // What every node must agree on: the shape of the machine (not rank 0's command line,
+  // nor the clock, which rank 0 sends later).
+  MachineDescription shape = description;
+  shape.bootargs.clear();
+  shape.time_epoch_ns = 0;
+  o.join.description = shape.encode();
+  o.join.node_info = encode_node_info(description.vcpus_per_node, description.memory_per_node);
+  o.timeout = timeout;
+  o.log = std::move(log);
+  return o;
+}
+
+ClusterVm::ClusterVm(Bootstrap& bootstrap, ClusterVmOptions options)
+    : options_(std::move(options)), rank_(bootstrap.rank()) {
+  const MachineDescription& d = options_.description;
+  if (bootstrap.size() != d.nodes) {
+    throw ClusterError(fmt::format("the cluster has {} nodes, the machine description {}",
+                                   bootstrap.size(), d.nodes));
+  }
+  if (!options_.ucx.log) {
+    // Peers saying goodbye while the VM winds down is the normal end, not news.
+    options_.ucx.log = [this](const std::string& l) {
+      if (!ending_.load() || options_.vm.verbose) log(l);
+    };
+  }
+  transport_ = UcxTransport::create(bootstrap, options_.ucx);
+
+  // Resource sensing: every node said what it brings; they must make up the description.
+  const PeerTable& peers = transport_->peers();
+  for (NodeId r = 0; r < d.nodes; ++r) {
+    WireReader rd(peers.node_infos.at(r));
+    u32 vcpus = 0;
+    u64 memory = 0;
+    if (!rd.u32v(vcpus) || !rd.u64v(memory) || !rd.at_end()) {
+      throw ClusterError(
+          fmt::format("node {} ({}) sent a malformed resource report", r, peers.hosts.at(r)));
+    }
+    if (vcpus != d.vcpus_per_node || memory != d.memory_per_node) {
+      throw ClusterError(fmt::format(
+          "node {} ({}) brings {} vCPUs and {}, but every node of this machine needs {} vCPUs "
+          "and {}",
+          r, peers.hosts.at(r), vcpus, mib(memory), d.vcpus_per_node, mib(d.memory_per_node)));
+    }
+  }
+
+  links_ = std::make_unique<ClusterLinks>(*transport_, d.vcpus_per_node, NodeId{0},
+                                          [this](const std::string& l) { log(l); });
+  machine::MachineConfig config = d.machine_config();
+  if (rank_ == 0) {
+    config.kernel_path = options_.boot.kernel_path;
+    config.initrd_paths = options_.boot.initrd_paths;
+    config.initrd_appendix = options_.boot.initrd_appendix;
+    config.bootargs = options_.boot.bootargs;
+  }
+  vmm::VmOptions vo = options_.vm;
+  vo.links = links_.get();
+  vo.boot_node = rank_ == 0;
+  vo.reboot_allowed = false;
+  if (rank_ != 0) vo.timeout = std::chrono::milliseconds(0);  // rank 0 decides
+  vm_ = std::make_unique<vmm::Vm>(config, vo);
+
+  memory::GuestRam& ram = vm_->machine().ram();
+  const dsm::HomeMap homes(ram.base(), std::vector<u64>(d.nodes, d.memory_per_node >> kPageShift));
+  pages_ = std::make_unique<dsm::GuestRamPages>(
+      ram, [this](u64, const dsm::WaitHook& wait) { links_->flush_local_harts(wait); });
+  dsm_transport_ = std::make_unique<DsmAdapter>(*transport_);
+  dsm::DsmOptions dsm_options = options_.dsm;
+  if (!dsm_options.log) dsm_options.log = [this](const std::string& l) { log("dsm: " + l); };
+  dsm_ = std::make_unique<dsm::DsmNode>(homes, *pages_, *dsm_transport_, dsm_options);
+  links_->set_dsm(dsm_.get());
+  links_->attach(*vm_);
+  dsm_->start();
+  // A node that does not boot resets its harts (all stopped) now, before a hart_start
+  // from another node can arrive.
+  if (rank_ != 0) vm_->boot();
+
+  transport_->set_receiver(Channel::kControl,
+                           [this](NodeId from, std::span<const u8> b) { on_control(from, b); });
+  transport_->on_peer_failure(
+      [this](NodeId node, const std::string& reason) { on_peer_failure(node, reason); });
+  transport_->start_delivery();
+}
+
+ClusterVm::~ClusterVm() {
+  try {
+    leave();
+  } catch (const std::exception& e) {
+    log(std::string("leaving the cluster: ") + e.what());
+  }
+}
+
+void ClusterVm::log(const std::string& line) const {
+  if (options_.vm.log) options_.vm.log(line);
+}
+
+std::string ClusterVm::describe_node(NodeId node) const {
+  const PeerTable& peers = transport_->peers();
+  if (node < peers.hosts.size()) return fmt::format("node {} ({})", node, peers.hosts[node]);
+  return fmt::format("node {}", node);
+}
+
+void ClusterVm::boot() {
+  if (rank_ == 0) vm_->boot();
+  booted_ = true;
+}
+
+vmm::VmResult ClusterVm::run() {
+  vmm::VmResult result;
+  if (rank_ == 0) {
+    try {
+      if (!booted_) boot();
+    } catch (const std::exception& e) {
+      result.kind = vmm::VmResult::Kind::kError;
+      result.message = e.what();
+      ending_ = true;
+      broadcast_end(result);
+      leave();
+      return result;
+    }
+    WireWriter w;
+    w.u8v(kStart);
+    w.u64v(vm_->machine().time_epoch_ns());
+    const auto msg = w.take();
+    for (NodeId r = 1; r < node_count(); ++r) transport_->send(r, Channel::kControl, msg);
+    result = vm_->run();
+    ending_ = true;
+    broadcast_end(result);
+  } else {
+    std::optional<u64> epoch;
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [&] { return start_epoch_ || verdict_ || failure_; });
+      if (!verdict_ && !failure_) epoch = start_epoch_;
+    }
+    if (epoch) {
+      vm_->machine().set_time_epoch(*epoch);
+      result = vm_->run();
+    }
+    std::unique_lock lock(mutex_);
+    if (!verdict_ && !failure_) {
+      // This node ended on its own: rank 0 decides for the VM; wait for its verdict.
+      lock.unlock();
+      send_end(0, result);
+      lock.lock();
+      cv_.wait_for(lock, options_.leave_timeout, [&] { return verdict_ || failure_; });
+    }
+    if (verdict_) {
+      result = *verdict_;
+    } else if (failure_) {
+      result.kind = vmm::VmResult::Kind::kError;
+      result.message = *failure_;
+    } else {
+      result.kind = vmm::VmResult::Kind::kError;
+      result.message = "node 0 did not answer when this node's VM ended";
+    }
+    ending_ = true;
+  }
+  if (options_.vm.verbose) {
+    const ClusterStats s = stats();
+    log(fmt::format(
+        "node {}: dsm faults r/w/x {}/{}/{}, pages in {} out {}, invalidations in {} out {}, "
+        "transactions {} ({} bounced), messages in {} out {}; rejected {}",
+        rank_, s.dsm.faults_read, s.dsm.faults_write, s.dsm.faults_execute, s.dsm.pages_received,
+        s.dsm.pages_sent, s.dsm.invalidations_received, s.dsm.invalidations_sent,
+        s.dsm.transactions, s.dsm.bounces, s.transport.messages_received, s.transport.messages_sent,
+        s.dsm.rejected + s.rejected_links + s.rejected_control));
+    for (const dsm::PageBounce& b : dsm_->top_bounced(3)) {
+      if (b.count == 0) break;
+      log(fmt::format("node {}: page {:#x} bounced {} times", rank_,
+                      vm_->machine().ram().base() + (b.page << kPageShift), b.count));
+    }
+  }
+  if (const char* dir = std::getenv("DVMM_STATS_DIR"); dir != nullptr && *dir != '\0') {
+    const std::string path = fmt::format("{}/node{}.json", dir, rank_);
+    if (std::FILE* f = std::fopen(path.c_str(), "w")) {
+      const std::string json = stats().to_json(rank_);
+      std::fwrite(json.data(), 1, json.size(), f);
+      std::fclose(f);
+    } else {
+      log("cannot write " + path);
+    }
+  }
+  leave();
+  return result;
+}
+
+void ClusterVm::send_end(NodeId to, const vmm::VmResult& result) {
+  WireWriter w;
+  w.u8v(kEnd);
+  w.u8v(static_cast<u8>(result.kind));
+  w.u32v(result.status);
+  w.str(result.message);
+  const auto msg = w.take();
+  transport_->send(to, Channel::kControl, msg);
+}
+
+void ClusterVm::broadcast_end(const vmm::VmResult& result) {
+  for (NodeId r = 1; r < node_count(); ++r) send_end(r, result);
+}
+
+void ClusterVm::leave() {
+  if (left_) return;
+  left_ = true;
+  ending_ = true;
+  if (links_) links_->detach();
+  if (dsm_) dsm_->stop();
+  if (transport_) transport_->shutdown();
+}
+
+void ClusterVm::request_stop(std::string reason) {
+  vm_->request_stop(std::move(reason));
+}
+
+void ClusterVm::push_console_input(std::span<const u8> bytes) {
+  vm_->push_console_input(bytes);
+}
+
+void ClusterVm::node_failed(NodeId node, const std::string& why) {
+  on_peer_failure(node, why);
+}
+
+std::string ClusterStats::to_json(NodeId rank) const {
+  const dsm::DsmCounters& d = dsm;
+  return fmt::format(
+      "{{\n  \"rank\": {},\n  \"dsm\": {{\"faults_read\": {}, \"faults_write\": {}, "
+      "\"faults_execute\": {}, \"pages_sent\": {}, \"pages_received\": {}, "
+      "\"invalidations_sent\": {}, \"invalidations_received\": {}, \"transactions\": {}, "
+      "\"bounces\": {}, \"rejected\": {},\n    \"fault_remote_home\": {},\n    "
+      "\"fault_local_home\": {}}},\n  \"ipi\": {},\n  \"fence\": {},\n  \"mmio\": {},\n  "
+      "\"transport\": {{\"messages_sent\": {}, \"messages_received\": {}, \"bytes_sent\": {}, "
+      "\"bytes_received\": {}, \"rejected\": {}}},\n  \"rejected_links\": {},\n  "
+      "\"rejected_control\": {}\n}}\n",
+      rank, d.faults_read, d.faults_write, d.faults_execute, d.pages_sent, d.pages_received,
+      d.invalidations_sent, d.invalidations_received, d.transactions, d.bounces, d.rejected,
+      latency_json(d.fault_remote_home), latency_json(d.fault_local_home), latency_json(ipi),
+      latency_json(fence), latency_json(mmio), transport.messages_sent, transport.messages_received,
+      transport.bytes_sent, transport.bytes_received, transport.rejected, rejected_links,
+      rejected_control);
+}
+
+ClusterStats ClusterVm::stats() const {
+  ClusterStats s;
+  s.ipi = links_->ipi_latency();
+  s.fence = links_->fence_latency();
+  s.mmio = links_->mmio_latency();
+  s.dsm = dsm_->counters();
+  s.transport = transport_->counters();
+  s.rejected_links = links_->rejected();
+  s.rejected_control = rejected_control_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void ClusterVm::on_peer_failure(NodeId node, const std::string& reason) {
+  if (ending_.load()) return;  // goodbyes while the VM winds down
+  const std::string message = describe_node(node) + " failed: " + reason;
+  {
+    std::lock_guard lock(mutex_);
+    if (failure_ || verdict_) return;
+    failure_ = message;
+  }
+  cv_.notify_all();
+  vm_->post_error(message);
+  links_->fail(message);
+}
+
+void ClusterVm::on_control(NodeId from, std::span<const u8> bytes) {
+  auto reject = [&](const char* why) {
+    rejected_control_.fetch_add(1, std::memory_order_relaxed);
+    log(fmt::format("rejected a control message from node {}: {}", from, why));
+  };
+  WireReader r(bytes);
+  u8 type = 0;
+  if (!r.u8v(type)) return reject("empty");
+  switch (type) {
+    case kStart: {
+      u64 epoch = 0;
+      if (!r.u64v(epoch) || !r.at_end()) return reject("malformed start");
+      if (from != 0 || rank_ == 0) return reject("start from a node that does not boot");
+      {
+        std::lock_guard lock(mutex_);
+        if (start_epoch_) return reject("second start");
+        start_epoch_ = epoch;
+      }
+      cv_.notify_all();
+      return;
+    }
+    case kEnd: {
+      u8 kind = 0;
+      u32 status = 0;
+      std::string message;
+      if (!r.u8v(kind) || !r.u32v(status) || !r.str(message) || !r.at_end() ||
+          kind > static_cast<u8>(vmm::VmResult::Kind::kError)) {
+        return reject("malformed end");
+      }
+      vmm::VmResult result;
+      result.kind = static_cast<vmm::VmResult::Kind>(kind);
+      result.status = status;
+      result.message = std::move(message);
+      if (rank_ != 0) {
+        if (from != 0) return reject("end from a node other than node 0");
+        ending_ = true;
+        {
+          std::lock_guard lock(mutex_);
+          verdict_ = result;
+        }
+        cv_.notify_all();
+        vm_->request_stop("the VM ended on node 0");
+        return;
+      }
+      // Rank 0: another node's Vm ended on its own.
+      if (result.kind == vmm::VmResult::Kind::kPowerOff) {
+        vm_->post_poweroff(result.status, fmt::format("node {}: {}", from, result.message));
+      } else {
+        vm_->post_error(fmt::format("{}: {}", describe_node(from), result.message));
+      }
+      return;
+    }
+    default:
+      return reject("unknown type");
+  }
+}
+
+}  // namespace dvmm::cluster

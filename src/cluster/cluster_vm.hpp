@@ -1,0 +1,140 @@
+// One node of a distributed VM (issue 4): the Vm of this node process, joined to the others
+// through the bootstrap and the UCX transport, with its guest RAM kept coherent by the DSM
+// and its cross-node hart and device traffic carried by ClusterLinks.
+//
+// Every node builds the same Machine from the MachineDescription (all harts, all RAM, all
+// devices exist everywhere); rank r runs harts [r*K, (r+1)*K) and is the home of RAM slice
+// r; rank 0 holds the devices, loads the boot images into its slice and boots hart 0. The
+// other nodes' harts wait (HSM stopped) until the guest starts them over the network.
+//
+// Lifecycle, on Channel::kControl (wire: u8 type, then per type, little endian):
+//   Start{u64 epoch_ns}   rank 0 -> all, after it loaded the boot images: guest time counts
+//                         from that CLOCK_MONOTONIC instant (one host); the nodes may run.
+//   End{u8 kind, u32 status, str message}
+//                         rank 0 -> all: the VM is over (everyone leaves);
+//                         rank r -> 0: this node's Vm ended on its own (a hart here powered
+//                         off through the SBI, or an internal error); rank 0 decides.
+// A node process that fails (transport heartbeat, or the launcher sees it exit) ends the VM
+// on every other node with an error naming it. A malformed control message is logged and
+// dropped.
+//
+// Benchmarks: with DVMM_STATS_DIR set, each node writes DIR/node<R>.json (ClusterStats)
+// when its run() ends.
+//
+// Threads: the constructor, boot(), run() and the destructor on the owner's thread;
+// request_stop(), push_console_input() and node_failed() from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "cluster/bootstrap.hpp"
+#include "cluster/machine_description.hpp"
+#include "cluster/ucx_transport.hpp"
+#include "dsm/dsm_node.hpp"
+#include "vmm/vm.hpp"
+
+namespace dvmm::dsm {
+class GuestRamPages;
+}
+
+namespace dvmm::cluster {
+
+class ClusterLinks;
+class DsmAdapter;
+
+struct ClusterVmOptions {
+  // Identical on every node (the join refuses a node whose description differs).
+  MachineDescription description;
+  // Rank 0 only: what it boots (kernel_path, initrd_paths, initrd_appendix, bootargs).
+  machine::MachineConfig boot;
+  // The Vm's options (log, verbose, console_output, timeout on rank 0, run_budget); links,
+  // boot_node and reboot_allowed are set here.
+  vmm::VmOptions vm;
+  UcxOptions ucx;
+  dsm::DsmOptions dsm;
+  // How long a node waits for rank 0's verdict after its own Vm ended.
+  std::chrono::milliseconds leave_timeout{5000};
+};
+
+// A snapshot for logs and benchmarks.
+struct ClusterStats {
+  dsm::DsmCounters dsm;
+  UcxCounters transport;
+  u64 rejected_links = 0;  // malformed kCpu / kMmio messages
+  u64 rejected_control = 0;
+  LatencySummary ipi;    // ClusterLinks::ipi_latency
+  LatencySummary fence;  // ClusterLinks::fence_latency
+  LatencySummary mmio;   // ClusterLinks::mmio_latency
+  std::string to_json(NodeId rank) const;
+};
+
+class ClusterVm {
+ public:
+  // The bootstrap options every node must use for this description: the join carries the
+  // dvmm version and the description's hash (so a node with another version or machine is
+  // refused) and this node's resources (vCPUs, memory).
+  static BootstrapOptions bootstrap_options(const MachineDescription& description,
+                                            const std::string& dvmm_version,
+                                            std::function<void(const std::string&)> log,
+                                            std::chrono::milliseconds timeout);
+
+  // Joins the cluster (blocks until every node joined) and builds this node's Vm, DSM and
+  // links. Throws ClusterError (bootstrap, transport, a node that brings other resources)
+  // or machine::MachineError (a bad configuration).
+  ClusterVm(Bootstrap& bootstrap, ClusterVmOptions options);
+  ~ClusterVm();
+  ClusterVm(const ClusterVm&) = delete;
+  ClusterVm& operator=(const ClusterVm&) = delete;
+
+  NodeId rank() const { return rank_; }
+  unsigned node_count() const { return options_.description.nodes; }
+  // Rank 0: loads the boot images now (throws machine::MachineError). Others: nothing.
+  void boot();
+  // Runs this node's part of the VM until the VM ends on every node. Rank 0's result is
+  // the VM's; another node's says how it saw the end.
+  vmm::VmResult run();
+
+  void request_stop(std::string reason);
+  // Rank 0 (the console's node).
+  void push_console_input(std::span<const u8> bytes);
+  // The launcher saw node `node`'s process end while the VM ran.
+  void node_failed(NodeId node, const std::string& why);
+
+  ClusterStats stats() const;
+  std::string describe_node(NodeId node) const;
+
+ private:
+  void on_control(NodeId from, std::span<const u8> bytes);
+  void on_peer_failure(NodeId node, const std::string& reason);
+  void broadcast_end(const vmm::VmResult& result);
+  void send_end(NodeId to, const vmm::VmResult& result);
+  void leave();
+  void log(const std::string& line) const;
+
+  ClusterVmOptions options_;
+  NodeId rank_ = 0;
+  std::unique_ptr<UcxTransport> transport_;
+  std::unique_ptr<ClusterLinks> links_;
+  std::unique_ptr<vmm::Vm> vm_;
+  std::unique_ptr<dsm::GuestRamPages> pages_;
+  std::unique_ptr<DsmAdapter> dsm_transport_;
+  std::unique_ptr<dsm::DsmNode> dsm_;
+  bool booted_ = false;
+  bool left_ = false;
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::optional<u64> start_epoch_;        // from rank 0's Start
+  std::optional<vmm::VmResult> verdict_;  // from rank 0's End (other ranks)
+  std::optional<std::string> failure_;    // a failed node, before run() started
+  std::atomic<bool> ending_{false};       // the VM is over: peer goodbyes are expected
+  std::atomic<u64> rejected_control_{0};
+};
+
+}  // namespace dvmm::cluster
