@@ -244,6 +244,27 @@ bool ClusterLinks::acquire_page(Gpa gpa, memory::AccessType type, const Serve& s
   return dsm_->acquire(gpa, type, serve, [this] { return stopping(); });
 }
 
+void ClusterLinks::wake_blocked() {
+  if (dsm_) dsm_->notify_waiters();
+  cv_.notify_all();
+}
+
+void ClusterLinks::wait_flushed(const std::vector<std::pair<cpu::Hart*, u64>>& tickets,
+                                const std::function<void()>& while_waiting) {
+  const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+  for (;;) {
+    if (while_waiting) while_waiting();
+    bool all = true;
+    for (const auto& [hart, ticket] : tickets) all = all && hart->flush_done(ticket);
+    if (all || stopping()) return;
+    if (std::chrono::steady_clock::now() < spin_until) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(10));
+    }
+  }
+}
+
 void ClusterLinks::flush_local_harts(const std::function<void()>& while_waiting) {
   if (!vm_) return;
   machine::Machine& m = vm_->machine();
@@ -251,13 +272,7 @@ void ClusterLinks::flush_local_harts(const std::function<void()>& while_waiting)
   for (HartId h = 0; h < m.hart_count(); ++h) {
     if (is_local(h)) tickets.emplace_back(&m.hart(h), m.hart(h).request_flush());
   }
-  for (;;) {
-    if (while_waiting) while_waiting();
-    bool all = true;
-    for (const auto& [hart, ticket] : tickets) all = all && hart->flush_done(ticket);
-    if (all || stopping()) return;
-    std::this_thread::sleep_for(std::chrono::microseconds(10));
-  }
+  wait_flushed(tickets, while_waiting);
 }
 
 // ------------------------------------------------------------------ incoming
@@ -312,12 +327,7 @@ void ClusterLinks::on_cpu(NodeId from, std::span<const u8> bytes) {
       for (auto& [hart, ticket] : tickets) ticket = hart->request_flush();
       // The targets take the request at their next instruction boundary or while they
       // wait (WFI, parked, blocked on another node: all serve their requests).
-      for (;;) {
-        bool all = true;
-        for (const auto& [hart, ticket] : tickets) all = all && hart->flush_done(ticket);
-        if (all || stopping()) break;
-        std::this_thread::sleep_for(std::chrono::microseconds(10));
-      }
+      wait_flushed(tickets, {});
       reply(req, 0);
       return;
     }

@@ -25,6 +25,8 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "base/latency_stats.hpp"
 #include "cluster/transport.hpp"
@@ -33,6 +35,9 @@
 
 namespace dvmm::vmm {
 class Vm;
+}
+namespace dvmm::cpu {
+class Hart;
 }
 
 namespace dvmm::cluster {
@@ -78,6 +83,7 @@ class ClusterLinks final : public vmm::NodeLinks {
   u64 mmio_read(Gpa gpa, unsigned size, const Serve& serve) override;
   void mmio_write(Gpa gpa, unsigned size, u64 value, const Serve& serve) override;
   bool acquire_page(Gpa gpa, memory::AccessType type, const Serve& serve) override;
+  void wake_blocked() override;
 
  private:
   u64 new_request();
@@ -88,6 +94,10 @@ class ClusterLinks final : public vmm::NodeLinks {
   void on_mmio(NodeId from, std::span<const u8> bytes);
   void reject(NodeId from, const char* channel, const char* why);
   bool stopping() const;
+  // Waits until every (hart, ticket) flushed: spins briefly (a running hart serves within
+  // microseconds), then sleeps in short steps.
+  void wait_flushed(const std::vector<std::pair<cpu::Hart*, u64>>& tickets,
+                    const std::function<void()>& while_waiting);
 
   Transport& transport_;
   const NodeId self_;

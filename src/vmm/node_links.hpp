@@ -56,6 +56,10 @@ class NodeLinks {
   // ExitPageNotPresent: blocks until this node may perform `type` on the page of `gpa`.
   // False if the page cannot come here (single node: never happens; stopping).
   virtual bool acquire_page(Gpa gpa, memory::AccessType type, const Serve& serve) = 0;
+
+  // A local hart was woken (a flush request, an interrupt): vCPUs blocked in the calls
+  // above run their `serve` hooks now instead of at their next poll. Any thread; cheap.
+  virtual void wake_blocked() {}
 };
 
 // One node: every hart and device is here, and all RAM is present.

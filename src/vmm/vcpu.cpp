@@ -48,6 +48,8 @@ void Vcpu::wake() {
     woken_ = true;
   }
   cv_.notify_one();
+  // The vCPU may be blocked on another node (a page, an MMIO reply) rather than asleep.
+  vm_.node_links().wake_blocked();
 }
 
 void Vcpu::thread_main() {
