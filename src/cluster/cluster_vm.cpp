@@ -108,6 +108,10 @@ ClusterVm::ClusterVm(Bootstrap& bootstrap, ClusterVmOptions options)
       ram, [this](u64, const dsm::WaitHook& wait) { links_->flush_local_harts(wait); });
   dsm_transport_ = std::make_unique<DsmAdapter>(*transport_);
   dsm::DsmOptions dsm_options = options_.dsm;
+  // Tuning knob for benchmarks (docs/DSM.md): how long a faulting vCPU spins for its grant.
+  if (const char* spin = std::getenv("DVMM_DSM_SPIN_US"); spin != nullptr && *spin != '\0') {
+    dsm_options.spin = std::chrono::microseconds(std::strtoul(spin, nullptr, 10));
+  }
   if (!dsm_options.log) dsm_options.log = [this](const std::string& l) { log("dsm: " + l); };
   dsm_ = std::make_unique<dsm::DsmNode>(homes, *pages_, *dsm_transport_, dsm_options);
   links_->set_dsm(dsm_.get());

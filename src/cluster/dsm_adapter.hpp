@@ -35,6 +35,7 @@ class DsmAdapter final : public dsm::Transport {
   bool send(dsm::NodeId to, std::span<const u8> header, std::span<const u8> payload) override {
     return transport_.send(to, Channel::kDsm, header, payload);
   }
+  void expect_reply() override { transport_.busy_poll_for(std::chrono::microseconds(200)); }
 
  private:
   cluster::Transport& transport_;

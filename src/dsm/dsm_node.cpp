@@ -7,6 +7,16 @@
 namespace dvmm::dsm {
 
 namespace {
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+}  // namespace
+
+namespace {
 
 bool may_revoke(MsgType t) {
   // Revocations take the page from this node; requests (at the home) may make the home
@@ -102,6 +112,7 @@ bool DsmNode::acquire(Gpa gpa, AccessType type, const WaitHook& serve,
   inbox_.push_back(fault());
   auto last_fault = Clock::now();
   bool ok = true;
+  bool spun = false;
   for (;;) {
     if (!processing_ && has_work_locked()) process_locked(lock, serve);
     if (local_.allows(page, type)) break;
@@ -116,6 +127,19 @@ bool DsmNode::acquire(Gpa gpa, AccessType type, const WaitHook& serve,
       w.refault = false;
       last_fault = now;
       inbox_.push_back(fault());
+      continue;
+    }
+    if (!spun && options_.spin.count() > 0) {
+      // The request is out: spin for the grant before sleeping.
+      spun = true;
+      lock.unlock();
+      transport_.expect_reply();
+      const auto until = Clock::now() + options_.spin;
+      while (!local_.allows(page, type) && Clock::now() < until) {
+        if (serve) serve();
+        cpu_relax();
+      }
+      lock.lock();
       continue;
     }
     waiters_cv_.wait_for(lock, options_.poll);

@@ -51,6 +51,9 @@ struct DsmOptions {
   std::chrono::microseconds max_hold{2000};
   // A blocked acquire() re-checks and runs its serve hook at least this often.
   std::chrono::microseconds poll{200};
+  // After sending its request, acquire() spins this long for the grant before it sleeps
+  // (a remote fault is served in tens of microseconds; a sleep and wake-up cost as much).
+  std::chrono::microseconds spin{20};
   // Process messages on the transport's thread as they arrive (no thread hop). Off: hand
   // them to the node's service thread, so the transport's thread never waits for harts to
   // flush (useful when other channels share that thread), at the cost of a wake-up.

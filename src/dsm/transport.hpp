@@ -37,6 +37,9 @@ class Transport {
   // Sends header and payload as one message (the payload may be empty). False when the
   // destination is unknown or the transport is shut down.
   virtual bool send(NodeId to, std::span<const u8> header, std::span<const u8> payload) = 0;
+  // Hint: a thread just sent a request and waits for the reply; the transport may keep
+  // polling the network for a short while instead of sleeping. Any thread.
+  virtual void expect_reply() {}
 };
 
 }  // namespace dvmm::dsm
