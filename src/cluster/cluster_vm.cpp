@@ -14,7 +14,18 @@ namespace dvmm::cluster {
 
 namespace {
 
-enum ControlMsg : u8 { kStart = 1, kEnd = 2 };
+enum ControlMsg : u8 { kStart = 1, kEnd = 2, kClockPing = 3, kClockPong = 4 };
+
+u64 monotonic_ns() {
+  return static_cast<u64>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch())
+                              .count());
+}
+
+// "host pid N" -> "host"
+std::string host_of(const std::string& where) {
+  return where.substr(0, where.find(" pid "));
+}
 
 std::vector<u8> encode_node_info(u32 vcpus, u64 memory) {
   WireWriter w;
@@ -41,11 +52,15 @@ BootstrapOptions ClusterVm::bootstrap_options(const MachineDescription& descript
                                               std::chrono::milliseconds timeout) {
   BootstrapOptions o;
   o.join.version = dvmm_version;
-  // What every node must agree on: the shape of the machine (not rank 0's command line,
-  // nor the clock, which rank 0 sends later).
+  // What every node must agree on, checked by hash at the join: the shape of the machine
+  // (not rank 0's command line, nor the clock, which rank 0 sends later). Each node's
+  // resources travel in full (node_info) and are compared after the join, so that a
+  // refusal can say what differs.
   MachineDescription shape = description;
   shape.bootargs.clear();
   shape.time_epoch_ns = 0;
+  shape.vcpus_per_node = 1;
+  shape.memory_per_node = kPageSize;
   o.join.description = shape.encode();
   o.join.node_info = encode_node_info(description.vcpus_per_node, description.memory_per_node);
   o.timeout = timeout;
@@ -70,6 +85,21 @@ ClusterVm::ClusterVm(Bootstrap& bootstrap, ClusterVmOptions options)
 
   // Resource sensing: every node said what it brings; they must make up the description.
   const PeerTable& peers = transport_->peers();
+  {
+    WireReader rd(peers.node_infos.at(0));
+    u32 vcpus = 0;
+    u64 memory = 0;
+    if (!rd.u32v(vcpus) || !rd.u64v(memory) || !rd.at_end()) {
+      throw ClusterError("node 0 sent a malformed resource report");
+    }
+    if (vcpus != d.vcpus_per_node || memory != d.memory_per_node) {
+      ending_ = true;  // the peers' goodbyes are no news now
+      throw ClusterError(fmt::format(
+          "refused by node 0 ({}): this node brings {} vCPUs and {} (--vcpus-per-node, "
+          "--memory-per-node), node 0 {} vCPUs and {}; start every node with the same sizes",
+          peers.hosts.at(0), d.vcpus_per_node, mib(d.memory_per_node), vcpus, mib(memory)));
+    }
+  }
   for (NodeId r = 0; r < d.nodes; ++r) {
     WireReader rd(peers.node_infos.at(r));
     u32 vcpus = 0;
@@ -79,9 +109,11 @@ ClusterVm::ClusterVm(Bootstrap& bootstrap, ClusterVmOptions options)
           fmt::format("node {} ({}) sent a malformed resource report", r, peers.hosts.at(r)));
     }
     if (vcpus != d.vcpus_per_node || memory != d.memory_per_node) {
+      // Node 0's sizes are the machine's (each node reads the same table).
+      ending_ = true;
       throw ClusterError(fmt::format(
-          "node {} ({}) brings {} vCPUs and {}, but every node of this machine needs {} vCPUs "
-          "and {}",
+          "refused node {} ({}): it brings {} vCPUs and {} (--vcpus-per-node, "
+          "--memory-per-node), node 0 {} vCPUs and {}; start every node with the same sizes",
           r, peers.hosts.at(r), vcpus, mib(memory), d.vcpus_per_node, mib(d.memory_per_node)));
     }
   }
@@ -126,6 +158,47 @@ ClusterVm::ClusterVm(Bootstrap& bootstrap, ClusterVmOptions options)
   transport_->on_peer_failure(
       [this](NodeId node, const std::string& reason) { on_peer_failure(node, reason); });
   transport_->start_delivery();
+  if (rank_ != 0 && host_of(peers.hosts.at(rank_)) != host_of(peers.hosts.at(0))) {
+    clock_offset_ns_ = measure_clock_offset();
+    log(fmt::format("clock offset to node 0 ({}): {:+.3f} ms", host_of(peers.hosts.at(0)),
+                    static_cast<double>(clock_offset_ns_) / 1e6));
+  }
+}
+
+i64 ClusterVm::measure_clock_offset() {
+  constexpr int kSamples = 16;
+  i64 best_offset = 0;
+  u64 best_rtt = ~u64{0};
+  for (int i = 0; i < kSamples; ++i) {
+    WireWriter w;
+    w.u8v(kClockPing);
+    const u64 sent = monotonic_ns();
+    w.u64v(sent);
+    const auto msg = w.take();
+    if (!transport_->send(0, Channel::kControl, msg)) break;
+    std::unique_lock lock(mutex_);
+    const bool got = cv_.wait_for(lock, std::chrono::seconds(1), [&] {
+      for (const auto& p : pongs_) {
+        if (p.first == sent) return true;
+      }
+      return failure_.has_value();
+    });
+    if (!got || failure_) break;
+    const u64 received = monotonic_ns();
+    for (const auto& [t_sent, t_rank0] : pongs_) {
+      if (t_sent != sent) continue;
+      const u64 rtt = received - sent;
+      if (rtt < best_rtt) {
+        best_rtt = rtt;
+        best_offset = static_cast<i64>(t_rank0) - static_cast<i64>(sent + rtt / 2);
+      }
+    }
+    pongs_.clear();
+  }
+  if (best_rtt == ~u64{0}) {
+    throw ClusterError("node 0 did not answer the clock measurement");
+  }
+  return best_offset;
 }
 
 ClusterVm::~ClusterVm() {
@@ -180,7 +253,8 @@ vmm::VmResult ClusterVm::run() {
       if (!verdict_ && !failure_) epoch = start_epoch_;
     }
     if (epoch) {
-      vm_->machine().set_time_epoch(*epoch);
+      // Rank 0's instant in our clock (the offset is 0 on one host).
+      vm_->machine().set_time_epoch(static_cast<u64>(static_cast<i64>(*epoch) - clock_offset_ns_));
       result = vm_->run();
     }
     std::unique_lock lock(mutex_);
@@ -360,6 +434,29 @@ void ClusterVm::on_control(NodeId from, std::span<const u8> bytes) {
       } else {
         vm_->post_error(fmt::format("{}: {}", describe_node(from), result.message));
       }
+      return;
+    }
+    case kClockPing: {
+      u64 sent = 0;
+      if (!r.u64v(sent) || !r.at_end() || rank_ != 0) return reject("malformed clock ping");
+      WireWriter w;
+      w.u8v(kClockPong);
+      w.u64v(sent);
+      w.u64v(monotonic_ns());
+      const auto msg = w.take();
+      transport_->send(from, Channel::kControl, msg);
+      return;
+    }
+    case kClockPong: {
+      u64 sent = 0, theirs = 0;
+      if (!r.u64v(sent) || !r.u64v(theirs) || !r.at_end() || from != 0) {
+        return reject("malformed clock pong");
+      }
+      {
+        std::lock_guard lock(mutex_);
+        pongs_.emplace_back(sent, theirs);
+      }
+      cv_.notify_all();
       return;
     }
     default:

@@ -9,7 +9,13 @@
 //
 // Lifecycle, on Channel::kControl (wire: u8 type, then per type, little endian):
 //   Start{u64 epoch_ns}   rank 0 -> all, after it loaded the boot images: guest time counts
-//                         from that CLOCK_MONOTONIC instant (one host); the nodes may run.
+//                         from that instant of rank 0's CLOCK_MONOTONIC; the nodes may run.
+//   ClockPing{u64 t_sent} / ClockPong{u64 t_sent, u64 t_rank0}
+//                         a node on another host than rank 0 measures the offset between
+//                         the two clocks at join (Cristian: the sample with the shortest
+//                         round trip of 16), and converts the epoch; on one host the clock
+//                         is shared and no offset is applied. The epoch is set once, before
+//                         any local hart runs, so guest time never goes backwards.
 //   End{u8 kind, u32 status, str message}
 //                         rank 0 -> all: the VM is over (everyone leaves);
 //                         rank r -> 0: this node's Vm ended on its own (a hart here powered
@@ -32,6 +38,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cluster/bootstrap.hpp"
 #include "cluster/machine_description.hpp"
@@ -111,6 +119,8 @@ class ClusterVm {
 
  private:
   void on_control(NodeId from, std::span<const u8> bytes);
+  // Rank 0's clock minus ours, measured over the network (other host than rank 0).
+  i64 measure_clock_offset();
   void on_peer_failure(NodeId node, const std::string& reason);
   void broadcast_end(const vmm::VmResult& result);
   void send_end(NodeId to, const vmm::VmResult& result);
@@ -130,10 +140,12 @@ class ClusterVm {
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::optional<u64> start_epoch_;        // from rank 0's Start
-  std::optional<vmm::VmResult> verdict_;  // from rank 0's End (other ranks)
-  std::optional<std::string> failure_;    // a failed node, before run() started
-  std::atomic<bool> ending_{false};       // the VM is over: peer goodbyes are expected
+  std::optional<u64> start_epoch_;          // from rank 0's Start
+  i64 clock_offset_ns_ = 0;                 // rank 0's CLOCK_MONOTONIC minus ours
+  std::vector<std::pair<u64, u64>> pongs_;  // clock pongs: (t_sent, t_rank0)
+  std::optional<vmm::VmResult> verdict_;    // from rank 0's End (other ranks)
+  std::optional<std::string> failure_;      // a failed node, before run() started
+  std::atomic<bool> ending_{false};         // the VM is over: peer goodbyes are expected
   std::atomic<u64> rejected_control_{0};
 };
 
