@@ -24,6 +24,26 @@ from test_boot import (DVMM, WORK, build_threads_cpio, guest,  # noqa: E402
 CLUSTER_TIMEOUT = int(os.environ.get("DVMM_CLUSTER_TIMEOUT", "420"))
 
 
+def build_program_cpio(name):
+    """Cross-compiles tests/boot/programs/NAME.c (static) into /opt/NAME in a newc cpio."""
+    os.makedirs(WORK, exist_ok=True)
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "programs", name + ".c")
+    cpio = os.path.join(WORK, name + ".cpio")
+    if os.path.exists(cpio) and os.path.getmtime(cpio) > os.path.getmtime(src):
+        return cpio
+    stage = tempfile.mkdtemp(dir=WORK)
+    os.makedirs(os.path.join(stage, "opt"))
+    subprocess.run(["riscv64-linux-gnu-gcc", "-static", "-O2", "-o",
+                    os.path.join(stage, "opt", name), src], check=True)
+    files = subprocess.run(["find", "."], cwd=stage, capture_output=True, text=True,
+                           check=True).stdout
+    with open(cpio + ".tmp", "wb") as out:
+        subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=stage, input=files.encode(),
+                       stdout=out, check=True)
+    os.replace(cpio + ".tmp", cpio)
+    return cpio
+
+
 # ---- host processes
 
 def process_table():
@@ -229,6 +249,20 @@ class ClusterTests(unittest.TestCase):
                                "--initrd-extra", cpio)
         self.assertClean(p)
         self.assertIn(expected, p.stdout)
+
+    def test_clock_agrees_across_nodes(self):
+        cpio = build_program_cpio("clock_nodes")
+        p = self.cluster_guest("/opt/clock_nodes 300", "--nodes", "2", "--vcpus-per-node", "1",
+                               "--initrd-extra", cpio)
+        self.assertClean(p)
+        m = re.search(r"clock cpus=(\d+) hops=(\d+) on_target=(\d+) backwards=(\d+) "
+                      r"advanced=(\d+)", p.stdout)
+        self.assertIsNotNone(m, p.stdout)
+        cpus, hops, on_target, backwards, advanced = map(int, m.groups())
+        self.assertEqual(cpus, 2)
+        self.assertEqual(backwards, 0, p.stdout)
+        self.assertEqual(advanced, 1)
+        self.assertGreater(on_target, hops // 2, "the thread did not hop between the nodes")
 
     def test_exit_status(self):
         p = self.cluster_guest("echo before; exit 7", "--nodes", "2")
