@@ -7,6 +7,8 @@ PACKAGES=(
   # build
   cmake ninja-build g++ pkg-config git python3
   libfdt-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # VM configuration files (TOML), the control API (JSON over HTTP on a UNIX socket)
+  libtomlplusplus-dev nlohmann-json3-dev libcpp-httplib-dev
   # sanitizer and fuzz builds
   clang-14 libclang-rt-14-dev
   # guest kernel, busybox and bare-metal test programs
@@ -14,6 +16,8 @@ PACKAGES=(
   linux-source-6.1 flex bison bc cpio libssl-dev libelf-dev dpkg-dev device-tree-compiler e2fsprogs
   # references for differential tests and benchmarks
   qemu-user qemu-system-misc opensbi
+  # the gdb stub test
+  gdb-multiarch
   # model checking of the DSM protocol
   spin
   # cluster transport (UCX: shared memory, TCP, RDMA verbs) and its reference benchmark

@@ -36,6 +36,9 @@ class DsmAdapter final : public dsm::Transport {
     return transport_.send(to, Channel::kDsm, header, payload);
   }
   void expect_reply() override { transport_.busy_poll_for(std::chrono::microseconds(200)); }
+  bool poll_for(const std::function<bool()>& done, std::chrono::microseconds timeout) override {
+    return transport_.poll_until(done, timeout);
+  }
 
  private:
   cluster::Transport& transport_;

@@ -252,8 +252,12 @@ void ClusterLinks::wake_blocked() {
 void ClusterLinks::wait_flushed(const std::vector<std::pair<cpu::Hart*, u64>>& tickets,
                                 const std::function<void()>& while_waiting) {
   const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+  // On a vCPU thread (a receiver run inside poll_until, or a DSM step on a faulting vCPU),
+  // our own hart is among the targets and only this thread can serve it.
+  cpu::Hart* self = cpu::Hart::on_this_thread();
   for (;;) {
     if (while_waiting) while_waiting();
+    if (self) self->service_requests();
     bool all = true;
     for (const auto& [hart, ticket] : tickets) all = all && hart->flush_done(ticket);
     if (all || stopping()) return;

@@ -72,9 +72,9 @@ struct GuestTrap {
 struct ExitUnwind {};
 
 struct TlbEntry {
-  u64 tag = ~u64{0};  // virtual page number, or all-ones when empty
-  i64 addend = 0;     // host address = guest virtual address + addend
-  u64 page_index = 0; // RAM page index (for code-write tracking)
+  u64 tag = ~u64{0};   // virtual page number, or all-ones when empty
+  i64 addend = 0;      // host address = guest virtual address + addend
+  u64 page_index = 0;  // RAM page index (for code-write tracking)
 };
 
 // Counters a monitor may read at any time (relaxed).
@@ -128,6 +128,11 @@ class Hart {
   // stimecmp (Sstc); the time at which the timer interrupt becomes pending.
   u64 timer_deadline() const { return stimecmp_; }
   const TimeSource& time_source() const { return time_; }
+  // The hart whose thread this is (bound by the monitor's vCPU thread), or null. A thread
+  // that waits for every local hart to flush (a DSM downgrade, a remote fence) serves its
+  // own hart's request through it instead of waiting for itself.
+  static Hart* on_this_thread() { return this_thread_hart_; }
+  void bind_to_this_thread() { this_thread_hart_ = this; }
 
   // Debugger and monitor access to CSRs: no privilege checks and no side effects beyond the
   // CSR's own state. nullopt / false for a CSR this hart does not implement.
@@ -147,7 +152,9 @@ class Hart {
   // Asks the hart to drop its TLB and decoded instructions (sfence.vma + fence.i on its
   // behalf). Returns a ticket; flush_done(ticket) turns true once the hart has done it.
   u64 request_flush();
-  bool flush_done(u64 ticket) const { return flush_done_.load(std::memory_order_acquire) >= ticket; }
+  bool flush_done(u64 ticket) const {
+    return flush_done_.load(std::memory_order_acquire) >= ticket;
+  }
   // New execution controls, applied at the next instruction boundary.
   void set_controls(const ExecControls& controls);
   // Called (from the posting thread) after any of the above, so that a monitor waiting
@@ -198,6 +205,7 @@ class Hart {
   bool stip_ = false;  // time >= stimecmp, refreshed at slice boundaries
   bool any_csr_intercept_ = false;
   static DecodedInsn* miss_slots();
+  static inline thread_local Hart* this_thread_hart_ = nullptr;
 
   DVMM_ALWAYS_INLINE const DecodedInsn& fetch_decoded() {
     const u64 offset = pc_ - fetch_vpage_;
@@ -265,7 +273,9 @@ class Hart {
   void sret();
   u64 pending_interrupts() const;  // sip & sie
   u64 sip_value() const;
-  void note_interrupt_state_changed() { attention_.fetch_or(kAttnInterrupt, std::memory_order_relaxed); }
+  void note_interrupt_state_changed() {
+    attention_.fetch_or(kAttnInterrupt, std::memory_order_relaxed);
+  }
   [[noreturn]] void exit_with(Exit e) {
     pending_exit_ = std::move(e);
     throw ExitUnwind{};
@@ -311,13 +321,13 @@ class Hart {
   std::mutex controls_mutex_;
   ExecControls pending_controls_;
   ExecControls controls_;
-  bool debug_checks_ = false;       // single-step or breakpoints on: per-instruction checks
+  bool debug_checks_ = false;  // single-step or breakpoints on: per-instruction checks
   u64 skip_breakpoint_pc_ = ~u64{0};
   u64 skip_csr_intercept_pc_ = ~u64{0};
 
   Exit pending_exit_;
   bool mmio_read_pending_ = false;
-  u32 mmio_raw_ = 0;      // the load instruction waiting for its MMIO value
+  u32 mmio_raw_ = 0;  // the load instruction waiting for its MMIO value
   unsigned mmio_len_ = 0;
   u64 budget_left_ = 0;
 

@@ -7,16 +7,6 @@
 namespace dvmm::dsm {
 
 namespace {
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-}  // namespace
-
-namespace {
 
 bool may_revoke(MsgType t) {
   // Revocations take the page from this node; requests (at the home) may make the home
@@ -134,11 +124,12 @@ bool DsmNode::acquire(Gpa gpa, AccessType type, const WaitHook& serve,
       spun = true;
       lock.unlock();
       transport_.expect_reply();
-      const auto until = Clock::now() + options_.spin;
-      while (!local_.allows(page, type) && Clock::now() < until) {
-        if (serve) serve();
-        cpu_relax();
-      }
+      transport_.poll_for(
+          [&] {
+            if (serve) serve();
+            return local_.allows(page, type) || (give_up && give_up());
+          },
+          options_.spin);
       lock.lock();
       continue;
     }

@@ -15,6 +15,7 @@
 //    the peer), which the receiver checks against the sender named in the message.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <span>
 
@@ -40,6 +41,16 @@ class Transport {
   // Hint: a thread just sent a request and waits for the reply; the transport may keep
   // polling the network for a short while instead of sleeping. Any thread.
   virtual void expect_reply() {}
+  // Waits until done() or the timeout, whichever first; a transport may progress the
+  // network on the calling thread meanwhile (receivers then run here). done() is called
+  // often. Default: spins. Returns done().
+  virtual bool poll_for(const std::function<bool()>& done, std::chrono::microseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() >= until) return done();
+    }
+    return true;
+  }
 };
 
 }  // namespace dvmm::dsm

@@ -11,11 +11,14 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "cpu/exit.hpp"
 #include "cpu/hart.hpp"
+#include "vmm/vm_controls.hpp"
 
 namespace dvmm::vmm {
 
@@ -40,6 +43,27 @@ class Vcpu {
 
   // Exits taken, by kind (index of the cpu::Exit alternative).
   u64 exits(std::size_t kind) const { return exits_[kind].load(std::memory_order_relaxed); }
+  // Intercepted exceptions by cause (0..15), CSR accesses, breakpoints and single steps.
+  u64 intercepted_exceptions(unsigned cause) const {
+    return cause < intercepts_.size() ? intercepts_[cause].load(std::memory_order_relaxed) : 0;
+  }
+  u64 csr_reads() const { return csr_reads_.load(std::memory_order_relaxed); }
+  u64 csr_writes() const { return csr_writes_.load(std::memory_order_relaxed); }
+
+  // ---- control plane (any thread)
+  // New controls for this vCPU: the hart applies the engine part at its next instruction
+  // boundary (the returned ticket turns controls_applied(ticket) true then); the monitor
+  // part (action, tracing, halt polling) applies at the next exit.
+  u64 set_controls(std::shared_ptr<const VmControls> controls);
+  bool controls_applied(u64 ticket) const {
+    return controls_seen_.load(std::memory_order_acquire) >= ticket;
+  }
+  std::shared_ptr<const VmControls> controls() const;
+  // Pause: the vCPU stops at its next instruction boundary and waits (serving flush
+  // requests) until resume(). paused() is true while it waits.
+  void pause();
+  void resume();
+  bool paused() const { return in_pause_.load(std::memory_order_acquire); }
 
  private:
   void thread_main();
@@ -51,6 +75,14 @@ class Vcpu {
   void wait_for_interrupt();
   // Sleeps while the hart is stopped (HSM); serves requests (remote fences) meanwhile.
   void wait_parked();
+  void wait_paused();
+  // Serves the hart's flush and control requests and acknowledges the controls.
+  void serve_requests();
+  // What the controls say to do with an intercepted event: trace it, pause.
+  void intercepted(const VmControls& c, const std::string& json);
+  void trace_sbi(const VmControls& c, const cpu::ExitSbiCall& e);
+  void trace_mmio(const VmControls& c, Gpa gpa, unsigned size, u64 value, bool write);
+  static std::string csr_label(u16 csr);
 
   Vm& vm_;
   cpu::Hart& hart_;
@@ -59,6 +91,17 @@ class Vcpu {
   std::condition_variable cv_;
   bool woken_ = false;
   std::array<std::atomic<u64>, cpu::kExitKinds> exits_{};
+  std::array<std::atomic<u64>, 16> intercepts_{};
+  std::atomic<u64> csr_reads_{0};
+  std::atomic<u64> csr_writes_{0};
+
+  mutable std::mutex controls_mutex_;
+  std::shared_ptr<const VmControls> controls_;
+  std::atomic<u64> controls_requested_{0};
+  std::atomic<u64> controls_seen_{0};
+  std::atomic<bool> pause_requested_{false};
+  std::atomic<bool> in_pause_{false};
+  std::atomic<u64> halt_poll_ns_{0};
 };
 
 }  // namespace dvmm::vmm

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <thread>
+
 namespace dvmm::vmm {
 
 namespace {
@@ -55,6 +57,7 @@ Vm::Vm(const machine::MachineConfig& config, VmOptions options) : options_(std::
   sbi_ = std::make_unique<Sbi>(static_cast<SbiPlatform&>(*this), version_number());
   for (unsigned i = 0; i < machine_->hart_count(); ++i) {
     vcpus_.push_back(std::make_unique<Vcpu>(*this, machine_->hart(i)));
+    vcpus_.back()->set_controls(std::make_shared<const VmControls>(options_.controls));
   }
   input_to_sbi_ = console_is_hvc(config.bootargs);
 }
@@ -106,6 +109,64 @@ void Vm::stop_vcpus() {
   }
   for (auto& v : vcpus_) v->join();
   running_ = false;
+}
+
+std::optional<std::chrono::nanoseconds> Vm::set_controls(const VmControls& controls,
+                                                         std::optional<HartId> vcpu,
+                                                         std::chrono::milliseconds wait) {
+  const auto start = std::chrono::steady_clock::now();
+  auto shared = std::make_shared<const VmControls>(controls);
+  std::vector<std::pair<Vcpu*, u64>> tickets;
+  for (auto& v : vcpus_) {
+    if (vcpu && v->id() != *vcpu) continue;
+    if (!links_->is_local(v->id())) continue;
+    tickets.emplace_back(v.get(), v->set_controls(shared));
+  }
+  if (!running_) return std::chrono::nanoseconds(0);  // applied when the vCPUs start
+  const auto deadline = start + wait;
+  for (;;) {
+    bool all = true;
+    for (const auto& [v, ticket] : tickets) all = all && v->controls_applied(ticket);
+    const auto now = std::chrono::steady_clock::now();
+    if (all) return std::chrono::duration_cast<std::chrono::nanoseconds>(now - start);
+    if (now >= deadline || vcpus_should_stop()) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+
+VmControls Vm::controls(HartId vcpu) const {
+  auto c = vcpus_.at(vcpu)->controls();
+  return c ? *c : VmControls{};
+}
+
+bool Vm::pause(std::optional<HartId> vcpu, std::chrono::milliseconds wait) {
+  for (auto& v : vcpus_) {
+    if ((!vcpu || v->id() == *vcpu) && links_->is_local(v->id())) v->pause();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    bool all = true;
+    for (auto& v : vcpus_) {
+      if ((!vcpu || v->id() == *vcpu) && links_->is_local(v->id())) all = all && v->paused();
+    }
+    if (all || !running_) return all;
+    if (std::chrono::steady_clock::now() >= deadline || vcpus_should_stop()) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+}
+
+void Vm::resume(std::optional<HartId> vcpu) {
+  for (auto& v : vcpus_) {
+    if ((!vcpu || v->id() == *vcpu) && links_->is_local(v->id())) v->resume();
+  }
+}
+
+bool Vm::paused() const {
+  if (!running_) return false;
+  for (const auto& v : vcpus_) {
+    if (links_->is_local(v->id()) && !v->paused()) return false;
+  }
+  return true;
 }
 
 void Vm::post(Event e) {

@@ -20,7 +20,9 @@
 #include "machine/machine.hpp"
 #include "vmm/node_links.hpp"
 #include "vmm/sbi.hpp"
+#include "vmm/trace_buffer.hpp"
 #include "vmm/vcpu.hpp"
+#include "vmm/vm_controls.hpp"
 
 namespace dvmm::vmm {
 
@@ -50,6 +52,8 @@ struct VmOptions {
   // False: a guest reboot powers off instead (a distributed VM cannot yet reset every
   // node's memory and harts together).
   bool reboot_allowed = true;
+  // The execution controls every vCPU starts with (issue 6).
+  VmControls controls;
 };
 
 struct VmResult {
@@ -84,6 +88,22 @@ class Vm final : private SbiPlatform {
   // Any thread.
   void request_stop(std::string reason);
   void push_console_input(std::span<const u8> bytes);
+
+  // ---- control plane (any thread; only this node's vCPUs are affected)
+  // New controls for every vCPU, or for one; waits up to `wait` until every running vCPU
+  // concerned applies them. Returns how long that took, or nullopt if some did not in time.
+  std::optional<std::chrono::nanoseconds> set_controls(const VmControls& controls,
+                                                       std::optional<HartId> vcpu,
+                                                       std::chrono::milliseconds wait);
+  VmControls controls(HartId vcpu) const;
+  // Pauses (resumes) every vCPU or one; pause waits up to `wait` until they stopped.
+  bool pause(std::optional<HartId> vcpu, std::chrono::milliseconds wait);
+  void resume(std::optional<HartId> vcpu);
+  // True when every running local vCPU is paused.
+  bool paused() const;
+  bool running() const { return running_; }
+  const Vcpu& vcpu(HartId id) const { return *vcpus_.at(id); }
+  TraceBuffer& trace() { return trace_; }
 
   machine::Machine& machine() { return *machine_; }
   NodeLinks& node_links() { return *links_; }
@@ -121,6 +141,7 @@ class Vm final : private SbiPlatform {
   void log_counters() const;
 
   VmOptions options_;
+  TraceBuffer trace_;
   SingleNodeLinks single_node_;
   NodeLinks* links_ = &single_node_;
   std::unique_ptr<machine::Machine> machine_;
@@ -128,7 +149,7 @@ class Vm final : private SbiPlatform {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::atomic<bool> stop_vcpus_{false};
   bool booted_ = false;
-  bool running_ = false;
+  std::atomic<bool> running_{false};
   bool input_to_sbi_ = false;  // console=hvc0: host input goes to the SBI console
 
   std::mutex event_mutex_;
