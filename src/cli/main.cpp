@@ -1,11 +1,15 @@
 // dvmm's command line: parses the arguments with CLI11 and hands over to one file per
-// subcommand (cli/run_command.cpp, ...). Errors are one line on stderr and a non-zero exit.
+// subcommand (cli/run_command.cpp, ...), after reading the VM configuration file under the
+// flags (cli/vm_config.hpp). Errors are one line on stderr and a non-zero exit.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
 #include <string>
 
+#include "cli/control_commands.hpp"
 #include "cli/run_command.hpp"
+#include "cli/vm_config.hpp"
+#include "cli/vm_name.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -19,6 +23,8 @@ int main(int argc, char** argv) {
   dvmm::cli::RunOptions run_options;
   CLI::App* run = dvmm::cli::add_run_command(app, run_options);
   CLI::App* node = dvmm::cli::add_node_command(app, run_options);
+  dvmm::cli::ControlOptions control_options;
+  const std::vector<CLI::App*> control_cmds = dvmm::cli::add_control_commands(app, control_options);
 
   try {
     app.parse(argc, argv);
@@ -42,7 +48,22 @@ int main(int argc, char** argv) {
     return dvmm::cli::kExitError;
   }
 
-  if (run->parsed() || node->parsed()) return dvmm::cli::run_command(run_options);
+  if (run->parsed() || node->parsed()) {
+    if (!run_options.config_file.empty()) {
+      try {
+        dvmm::cli::apply_vm_config(run_options.config_file, run_options,
+                                   dvmm::cli::flags_given_to(run->parsed() ? *run : *node));
+      } catch (const dvmm::cli::ConfigError& e) {
+        std::fprintf(stderr, "dvmm: error: %s\n", e.what());
+        return dvmm::cli::kExitError;
+      }
+    }
+    if (run_options.name.empty()) run_options.name = dvmm::cli::default_vm_name();
+    return dvmm::cli::run_command(run_options);
+  }
+  for (CLI::App* c : control_cmds) {
+    if (c->parsed()) return dvmm::cli::control_command(control_options);
+  }
   std::fputs(app.help().c_str(), stdout);
   return 0;
 }

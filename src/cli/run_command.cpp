@@ -19,8 +19,10 @@
 
 #include "cli/node_processes.hpp"
 #include "cli/terminal.hpp"
+#include "cli/vm_name.hpp"
 #include "cluster/bootstrap.hpp"
 #include "cluster/cluster_vm.hpp"
+#include "control/control_server.hpp"
 #include "machine/guest_command.hpp"
 #include "machine/machine.hpp"
 #include "vmm/host_console.hpp"
@@ -90,6 +92,11 @@ CLI::Validator count_validator(unsigned lo, unsigned hi, const char* what) {
 
 // The options that say what to boot and how to show it (run, and node for rank 0).
 void add_guest_options(CLI::App* cmd, RunOptions& o) {
+  cmd->add_option("--config", o.config_file,
+                  "VM configuration file (TOML, docs/CONFIG.md): everything these options say, "
+                  "and the execution controls; options given here override it");
+  cmd->add_option("--name", o.name, "The VM's name (1-64 of A-Z a-z 0-9 . _ -; default dvmm-<pid>)")
+      ->check(CLI::Validator([](std::string& s) { return vm_name_problem(s); }, "NAME"));
   cmd->add_option("--kernel", o.kernel,
                   "RISC-V Linux Image (default: the built-in guest's, under $DVMM_CACHE_DIR or "
                   "~/.cache/dvmm/guest/current)");
@@ -149,7 +156,8 @@ CLI::App* add_run_command(CLI::App& app, RunOptions& o) {
       "  dvmm run -- uname -a\n"
       "  dvmm run --vcpus 4 --memory 1G -- nproc\n"
       "  dvmm run --nodes 3 --vcpus-per-node 2 -- nproc       (6 harts on 3 node processes)\n"
-      "  dvmm run --initrd-extra my-files.cpio -- /my/program");
+      "  dvmm run --initrd-extra my-files.cpio -- /my/program\n"
+      "  dvmm run --config vm.toml --vcpus 4                   (the file, with 4 vCPUs)");
   return run;
 }
 
@@ -284,8 +292,11 @@ int run_command(const RunOptions& o) {
 
   // ---- inputs (only the node that boots the guest needs them)
   if (rank != 0) {
-    if (command_mode || !o.kernel.empty() || !o.initrd.empty() || !o.initrd_extra.empty() ||
-        !o.append.empty()) {
+    // The same configuration file may be given to every node: only flags are refused here.
+    const auto flag = [&](bool set, const char* key) { return set && !o.config_keys.count(key); };
+    if (flag(command_mode, "command") || flag(!o.kernel.empty(), "kernel") ||
+        flag(!o.initrd.empty(), "initrd") || flag(!o.initrd_extra.empty(), "initrd_extra") ||
+        flag(!o.append.empty(), "append")) {
       return fail("the guest's kernel, initrd, command line and command go to rank 0 only");
     }
   } else {
@@ -333,6 +344,7 @@ int run_command(const RunOptions& o) {
   vmm::CrlfFilter crlf;
   vmm::VmOptions vo;
   vo.verbose = o.verbose;
+  vo.controls = o.controls;
   vo.log = log;
   vo.console_output = [&](std::string_view bytes) {
     // Called under the console device's lock: output is in guest order already.
@@ -419,6 +431,12 @@ int run_command(const RunOptions& o) {
       cluster_vm = std::make_unique<cluster::ClusterVm>(*bootstrap, co);
       cluster_vm->boot();
       cluster_ptr.store(cluster_vm.get());
+      // The configuration file's controls reach every node's vCPUs.
+      if (rank == 0 && !(o.controls == vmm::VmControls{}) &&
+          !cluster_vm->set_remote_controls(o.controls, std::nullopt,
+                                           std::chrono::milliseconds(5000))) {
+        throw std::runtime_error("the other nodes did not take the execution controls");
+      }
       {
         std::lock_guard lock(exits_mutex);
         for (const auto& [r, how] : early_exits) {
@@ -486,7 +504,41 @@ int run_command(const RunOptions& o) {
     });
   }
 
+  // ---- the control endpoint (on the node with the console: rank 0)
+  std::atomic<bool> stopped_by_api{false};
+  std::unique_ptr<control::ControlServer> control_server;
+  if (has_console) {
+    control::ControlHooks hooks;
+    hooks.info_json = [&] {
+      return fmt::format(R"({{"nodes": {}, "rank": {}, "command": {}}})", nodes, rank,
+                         command_mode ? "true" : "false");
+    };
+    hooks.stop = [&](const std::string& why) {
+      stopped_by_api.store(true);
+      stop_guest(why);
+    };
+    hooks.kill = [&] {
+      if (terminal) terminal->restore();
+      std::_Exit(137);  // the node processes die with us (PR_SET_PDEATHSIG)
+    };
+    if (distributed) {
+      hooks.set_remote_controls = [&](const vmm::VmControls& c, std::optional<HartId> v) {
+        return cluster_vm->set_remote_controls(c, v, std::chrono::milliseconds(2000));
+      };
+    }
+    try {
+      control_server = std::make_unique<control::ControlServer>(
+          o.name, distributed ? cluster_vm->vm() : *vm, std::move(hooks));
+    } catch (const std::exception& e) {
+      if (terminal) terminal->restore();
+      if (children) children->finish(0);
+      return fail(e.what());
+    }
+    if (o.verbose) log("control socket: " + control_server->path());
+  }
+
   const vmm::VmResult result = run_guest();
+  control_server.reset();  // the VM is over: `dvmm list` no longer shows it
   // The other node processes leave once node 0 told them the VM is over.
   if (children) children->finish(5000);
 
@@ -521,7 +573,12 @@ int run_command(const RunOptions& o) {
       log("timeout: " + result.message + " (--timeout)");
       return kExitTimeout;
     case vmm::VmResult::Kind::kStopped:
+      // Stops the user asked for (the console's quit key, `dvmm stop`) end with status 0.
       if (quit_by_key.load()) return 0;
+      if (stopped_by_api.load()) {
+        if (o.verbose) log(result.message);
+        return 0;
+      }
       if (int s = signals.last_signal(); s != 0) {
         log(result.message);
         return 128 + s;

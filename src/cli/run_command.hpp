@@ -4,14 +4,19 @@
 // `dvmm node`: one node of a distributed VM whose nodes are started by the user or a
 // launcher (Slurm, mpirun) on several hosts, meeting through a cluster file; also what
 // `dvmm run --nodes N` starts for ranks 1..N-1.
+// Both may take their options from a VM configuration file (`--config`, cli/vm_config.hpp),
+// which main() reads into RunOptions before run_command().
 //
 // Threads: main thread only.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
+
+#include "vmm/vm_controls.hpp"
 
 namespace dvmm::cli {
 
@@ -21,6 +26,12 @@ inline constexpr int kExitTimeout = 124;  // --timeout expired (as timeout(1))
 inline constexpr int kExitPanic = 125;    // the guest kernel panicked
 
 struct RunOptions {
+  std::string name;  // empty: not given (main() makes it "dvmm-<pid>")
+  // --config FILE (cli/vm_config.hpp) and the keys ("kernel", "cluster.nodes", ...) that
+  // came from it rather than from flags: nodes other than rank 0 ignore the guest inputs
+  // from the file instead of refusing them, so every node can read the same file.
+  std::string config_file;
+  std::set<std::string> config_keys;
   unsigned vcpus = 0;  // 0: not given (2 on one node)
   std::string memory;  // empty: not given (512M on one node)
   // A distributed VM: N nodes (0: not given, one node), each with its vCPUs and memory.
@@ -41,6 +52,8 @@ struct RunOptions {
   double timeout_s = 0;
   bool verbose = false;
   std::vector<std::string> command;
+  // The execution controls the VM starts with (the file's [controls]).
+  vmm::VmControls controls;
 };
 
 // Adds the `run` subcommand and its options to `app`.

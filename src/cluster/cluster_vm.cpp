@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "cluster/dsm_adapter.hpp"
 #include "cluster/node_links.hpp"
@@ -14,7 +15,79 @@ namespace dvmm::cluster {
 
 namespace {
 
-enum ControlMsg : u8 { kStart = 1, kEnd = 2, kClockPing = 3, kClockPong = 4 };
+enum ControlMsg : u8 {
+  kStart = 1,
+  kEnd = 2,
+  kClockPing = 3,
+  kClockPong = 4,
+  kSetControls = 5,      // {u64 req, u32 vcpu (~0: all), controls}
+  kControlsApplied = 6,  // {u64 req, u8 ok}
+  kTraceEvent = 7,       // {str json}: a node's trace event, for rank 0's stream
+};
+
+constexpr u32 kAllVcpus = ~u32{0};
+
+void encode_controls(WireWriter& w, const vmm::VmControls& c) {
+  w.u64v(c.exec.exception_bitmap);
+  w.u64v(c.exec.page_fault_filter_lo);
+  w.u64v(c.exec.page_fault_filter_hi);
+  for (const auto* bits : {&c.exec.csr_read_intercept, &c.exec.csr_write_intercept}) {
+    std::vector<u8> packed(bits->size() / 8, 0);
+    for (std::size_t i = 0; i < bits->size(); ++i) {
+      if (bits->test(i)) packed[i / 8] |= static_cast<u8>(1u << (i % 8));
+    }
+    w.bytes(packed);
+  }
+  w.u8v(c.exec.wfi_exiting ? 1 : 0);
+  w.u8v(c.exec.single_step ? 1 : 0);
+  w.u32v(static_cast<u32>(c.exec.breakpoints.size()));
+  for (u64 bp : c.exec.breakpoints) w.u64v(bp);
+  w.u8v(static_cast<u8>(c.action));
+  w.u64v(c.halt_poll_ns);
+  for (const auto* names : {&c.sbi_trace, &c.mmio_trace}) {
+    w.u32v(static_cast<u32>(names->size()));
+    for (const std::string& n : *names) w.str(n);
+  }
+}
+
+bool decode_controls(WireReader& r, vmm::VmControls& c) {
+  if (!r.u64v(c.exec.exception_bitmap) || !r.u64v(c.exec.page_fault_filter_lo) ||
+      !r.u64v(c.exec.page_fault_filter_hi)) {
+    return false;
+  }
+  for (auto* bits : {&c.exec.csr_read_intercept, &c.exec.csr_write_intercept}) {
+    std::vector<u8> packed;
+    if (!r.bytes(packed) || packed.size() != bits->size() / 8) return false;
+    bits->reset();
+    for (std::size_t i = 0; i < bits->size(); ++i) {
+      if (packed[i / 8] >> (i % 8) & 1) bits->set(i);
+    }
+  }
+  u8 wfi = 0, step = 0, action = 0;
+  u32 n = 0;
+  if (!r.u8v(wfi) || !r.u8v(step) || !r.u32v(n) || n > 1024) return false;
+  c.exec.wfi_exiting = wfi != 0;
+  c.exec.single_step = step != 0;
+  c.exec.breakpoints.resize(n);
+  for (u64& bp : c.exec.breakpoints) {
+    if (!r.u64v(bp)) return false;
+  }
+  if (!r.u8v(action) || action > static_cast<u8>(vmm::ExitAction::kDeliver) ||
+      !r.u64v(c.halt_poll_ns)) {
+    return false;
+  }
+  c.action = static_cast<vmm::ExitAction>(action);
+  for (auto* names : {&c.sbi_trace, &c.mmio_trace}) {
+    if (!r.u32v(n) || n > 64) return false;
+    names->clear();
+    for (u32 i = 0; i < n; ++i) {
+      std::string name;
+      if (!r.str(name)) return false;
+      names->insert(name);
+    }
+  }
+  return true;
+}
 
 u64 monotonic_ns() {
   return static_cast<u64>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -133,6 +206,16 @@ ClusterVm::ClusterVm(Bootstrap& bootstrap, ClusterVmOptions options)
   vo.reboot_allowed = false;
   if (rank_ != 0) vo.timeout = std::chrono::milliseconds(0);  // rank 0 decides
   vm_ = std::make_unique<vmm::Vm>(config, vo);
+  if (rank_ != 0) {
+    // One trace stream per VM: rank 0's (where the control socket is).
+    vm_->trace().set_forward([this](const std::string& json) {
+      WireWriter w;
+      w.u8v(kTraceEvent);
+      w.str(json);
+      const auto msg = w.take();
+      transport_->send(0, Channel::kControl, msg);
+    });
+  }
 
   memory::GuestRam& ram = vm_->machine().ram();
   const dsm::HomeMap homes(ram.base(), std::vector<u64>(d.nodes, d.memory_per_node >> kPageShift));
@@ -332,6 +415,42 @@ void ClusterVm::request_stop(std::string reason) {
   vm_->request_stop(std::move(reason));
 }
 
+bool ClusterVm::set_remote_controls(const vmm::VmControls& controls, std::optional<HartId> vcpu,
+                                    std::chrono::milliseconds wait) {
+  std::vector<std::pair<NodeId, u64>> reqs;
+  for (NodeId r = 0; r < node_count(); ++r) {
+    if (r == rank_) continue;
+    if (vcpu && links_->node_of(*vcpu) != r) continue;
+    u64 req;
+    {
+      std::lock_guard lock(mutex_);
+      req = next_controls_req_++;
+      controls_acks_[req] = std::nullopt;
+    }
+    WireWriter w;
+    w.u8v(kSetControls);
+    w.u64v(req);
+    w.u32v(vcpu ? *vcpu : kAllVcpus);
+    encode_controls(w, controls);
+    const auto msg = w.take();
+    if (!transport_->send(r, Channel::kControl, msg)) return false;
+    reqs.emplace_back(r, req);
+  }
+  std::unique_lock lock(mutex_);
+  const bool done = cv_.wait_for(lock, wait, [&] {
+    for (const auto& [r, req] : reqs) {
+      if (!controls_acks_[req]) return false;
+    }
+    return true;
+  });
+  bool ok = done;
+  for (const auto& [r, req] : reqs) {
+    ok = ok && controls_acks_[req].value_or(false);
+    controls_acks_.erase(req);
+  }
+  return ok;
+}
+
 void ClusterVm::push_console_input(std::span<const u8> bytes) {
   vm_->push_console_input(bytes);
 }
@@ -457,6 +576,49 @@ void ClusterVm::on_control(NodeId from, std::span<const u8> bytes) {
         pongs_.emplace_back(sent, theirs);
       }
       cv_.notify_all();
+      return;
+    }
+    case kSetControls: {
+      u64 req = 0;
+      u32 vcpu = 0;
+      vmm::VmControls c;
+      if (!r.u64v(req) || !r.u32v(vcpu) || !decode_controls(r, c) || !r.at_end() ||
+          (vcpu != kAllVcpus && vcpu >= vm_->machine().hart_count())) {
+        return reject("malformed controls");
+      }
+      // Not on the delivery thread: waiting for our vCPUs to apply them may take a while.
+      std::thread([this, req, vcpu, c, from] {
+        const auto took =
+            vm_->set_controls(c, vcpu == kAllVcpus ? std::nullopt : std::optional<HartId>(vcpu),
+                              std::chrono::milliseconds(2000));
+        WireWriter w;
+        w.u8v(kControlsApplied);
+        w.u64v(req);
+        w.u8v(took ? 1 : 0);
+        const auto msg = w.take();
+        transport_->send(from, Channel::kControl, msg);
+      }).detach();
+      return;
+    }
+    case kControlsApplied: {
+      u64 req = 0;
+      u8 ok = 0;
+      if (!r.u64v(req) || !r.u8v(ok) || !r.at_end()) return reject("malformed controls ack");
+      {
+        std::lock_guard lock(mutex_);
+        auto it = controls_acks_.find(req);
+        if (it == controls_acks_.end()) return;  // the caller gave up
+        it->second = ok != 0;
+      }
+      cv_.notify_all();
+      return;
+    }
+    case kTraceEvent: {
+      std::string json;
+      if (!r.str(json) || !r.at_end() || rank_ != 0 || json.size() < 2 || json.front() != '{') {
+        return reject("malformed trace event");
+      }
+      vm_->trace().append(json);
       return;
     }
     default:

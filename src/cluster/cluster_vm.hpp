@@ -10,6 +10,10 @@
 // Lifecycle, on Channel::kControl (wire: u8 type, then per type, little endian):
 //   Start{u64 epoch_ns}   rank 0 -> all, after it loaded the boot images: guest time counts
 //                         from that instant of rank 0's CLOCK_MONOTONIC; the nodes may run.
+//   SetControls{u64 req, u32 vcpu, controls} / ControlsApplied{u64 req, u8 ok}
+//                         execution controls changed through rank 0's control socket,
+//                         applied by every node to its vCPUs and acknowledged.
+//   TraceEvent{str json}  a node's trace event, forwarded to rank 0's trace stream.
 //   ClockPing{u64 t_sent} / ClockPong{u64 t_sent, u64 t_rank0}
 //                         a node on another host than rank 0 measures the offset between
 //                         the two clocks at join (Cristian: the sample with the shortest
@@ -34,6 +38,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -109,6 +114,12 @@ class ClusterVm {
   vmm::VmResult run();
 
   void request_stop(std::string reason);
+  // This node's Vm (for the control endpoint on rank 0).
+  vmm::Vm& vm() { return *vm_; }
+  // Applies controls on every other node's vCPUs (or on vCPU `vcpu`'s node) and waits
+  // until each node's vCPUs applied them. False on a failure or timeout.
+  bool set_remote_controls(const vmm::VmControls& controls, std::optional<HartId> vcpu,
+                           std::chrono::milliseconds wait);
   // Rank 0 (the console's node).
   void push_console_input(std::span<const u8> bytes);
   // The launcher saw node `node`'s process end while the VM ran.
@@ -147,6 +158,8 @@ class ClusterVm {
   std::optional<std::string> failure_;      // a failed node, before run() started
   std::atomic<bool> ending_{false};         // the VM is over: peer goodbyes are expected
   std::atomic<u64> rejected_control_{0};
+  u64 next_controls_req_ = 1;                         // under mutex_
+  std::map<u64, std::optional<bool>> controls_acks_;  // under mutex_
 };
 
 }  // namespace dvmm::cluster

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -25,6 +26,11 @@ class TraceBuffer {
   // `json` is one complete JSON object without a trailing newline; the buffer adds the
   // sequence number as field "seq" in front.
   void append(const std::string& json);
+  // Hands every event to `forward` instead of keeping it (a node of a distributed VM whose
+  // stream is on another node). Set before events arrive.
+  void set_forward(std::function<void(const std::string&)> forward) {
+    forward_ = std::move(forward);
+  }
 
   struct Batch {
     std::vector<std::string> events;  // JSON objects, oldest first
@@ -37,6 +43,7 @@ class TraceBuffer {
 
  private:
   const std::size_t capacity_;
+  std::function<void(const std::string&)> forward_;
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::string> ring_;
