@@ -222,6 +222,10 @@ ClusterVm::ClusterVm(Bootstrap& bootstrap, ClusterVmOptions options)
   pages_ = std::make_unique<dsm::GuestRamPages>(
       ram, [this](u64, const dsm::WaitHook& wait) { links_->flush_local_harts(wait); });
   dsm_transport_ = std::make_unique<DsmAdapter>(*transport_);
+  if (const char* w = std::getenv("DVMM_DSM_REPLY_POLL_US"); w != nullptr && *w != '\0') {
+    dsm_transport_->set_expect_reply_window(
+        std::chrono::microseconds(std::strtoul(w, nullptr, 10)));
+  }
   dsm::DsmOptions dsm_options = options_.dsm;
   // Tuning knob for benchmarks (docs/DSM.md): how long a faulting vCPU spins for its grant.
   if (const char* spin = std::getenv("DVMM_DSM_SPIN_US"); spin != nullptr && *spin != '\0') {

@@ -35,13 +35,18 @@ class DsmAdapter final : public dsm::Transport {
   bool send(dsm::NodeId to, std::span<const u8> header, std::span<const u8> payload) override {
     return transport_.send(to, Channel::kDsm, header, payload);
   }
-  void expect_reply() override { transport_.busy_poll_for(std::chrono::microseconds(200)); }
+  void expect_reply() override {
+    if (expect_reply_window_.count() > 0) transport_.busy_poll_for(expect_reply_window_);
+  }
+  // How long the transport's progress thread keeps polling after a request went out.
+  void set_expect_reply_window(std::chrono::microseconds w) { expect_reply_window_ = w; }
   bool poll_for(const std::function<bool()>& done, std::chrono::microseconds timeout) override {
     return transport_.poll_until(done, timeout);
   }
 
  private:
   cluster::Transport& transport_;
+  std::chrono::microseconds expect_reply_window_{200};
 };
 
 }  // namespace dvmm::cluster
