@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest_util.h"
+
 #ifndef SYS_mbind
 #define SYS_mbind 235  // riscv64 (asm-generic)
 #endif
@@ -63,38 +65,7 @@ static const int kCpu[kPhases] = {1, 1, 1, 0, 1, 0};        // who runs the phas
 static const int kWrites[kPhases] = {0, 1, 0, 1, 1, 1};     // read or write loop
 static double results[64][kPhases];                         // ns per page, per round
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void pin(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof set, &set) != 0) {
-    fprintf(stderr, "dsm_faults: sched_setaffinity(cpu %d): %s\n", cpu, strerror(errno));
-    exit(2);
-  }
-}
-
-// The NUMA node of a CPU (the nodeN link in sysfs), or -1.
-static int cpu_node(int cpu) {
-  char path[64];
-  snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d", cpu);
-  DIR* d = opendir(path);
-  if (!d) return -1;
-  int node = -1;
-  for (struct dirent* e; (e = readdir(d)) != NULL;) {
-    if (strncmp(e->d_name, "node", 4) == 0 && e->d_name[4] >= '0' && e->d_name[4] <= '9') {
-      node = atoi(e->d_name + 4);
-      break;
-    }
-  }
-  closedir(d);
-  return node;
-}
+static void pin(int cpu) { pin_to_cpu("dsm_faults", cpu); }
 
 static double run_loop(int write, uint64_t value) {
   uint64_t t0 = now_ns();

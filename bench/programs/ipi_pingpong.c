@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest_util.h"
+
 static long iters, warmup;
 static int cpu_a = 0, cpu_b = 1;
 // Each word on its own page, written by one side only.
@@ -34,37 +36,7 @@ static _Alignas(4096) volatile uint32_t ping;
 static _Alignas(4096) volatile uint32_t pong;
 static uint64_t* rtt;
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void pin(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof set, &set) != 0) {
-    fprintf(stderr, "ipi_pingpong: sched_setaffinity(cpu %d): %s\n", cpu, strerror(errno));
-    exit(2);
-  }
-}
-
-static int cpu_node(int cpu) {
-  char path[64];
-  snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d", cpu);
-  DIR* d = opendir(path);
-  if (!d) return -1;
-  int node = -1;
-  for (struct dirent* e; (e = readdir(d)) != NULL;) {
-    if (strncmp(e->d_name, "node", 4) == 0 && e->d_name[4] >= '0' && e->d_name[4] <= '9') {
-      node = atoi(e->d_name + 4);
-      break;
-    }
-  }
-  closedir(d);
-  return node;
-}
+static void pin(int cpu) { pin_to_cpu("ipi_pingpong", cpu); }
 
 static void futex_wait(volatile uint32_t* w, uint32_t old) {
   while (*w == old) syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, old, NULL, NULL, 0);
