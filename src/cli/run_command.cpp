@@ -23,6 +23,7 @@
 #include "cluster/bootstrap.hpp"
 #include "cluster/cluster_vm.hpp"
 #include "control/control_server.hpp"
+#include "control/gdb_stub.hpp"
 #include "machine/guest_command.hpp"
 #include "machine/machine.hpp"
 #include "vmm/host_console.hpp"
@@ -147,6 +148,15 @@ CLI::App* add_run_command(CLI::App& app, RunOptions& o) {
                   "Run one VM across N node processes on this host (a distributed VM: each "
                   "node runs its vCPUs and is home for its part of the memory)")
       ->check(count_validator(1, 64, "--nodes"));
+  run->add_option("--gdb", o.gdb,
+                  "Listen for gdb on [HOST:]PORT (default host 127.0.0.1): `target remote "
+                  "HOST:PORT` in gdb-multiarch debugs the guest while it runs (docs/GDB.md)")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            std::string error;
+            return control::parse_gdb_address(s, &error) ? std::string() : error;
+          },
+          "[HOST:]PORT"));
   add_guest_options(run, o);
   run->footer(
       "With a command, dvmm prints its output and exits with its exit status; 124 means the\n"
@@ -157,6 +167,7 @@ CLI::App* add_run_command(CLI::App& app, RunOptions& o) {
       "  dvmm run --vcpus 4 --memory 1G -- nproc\n"
       "  dvmm run --nodes 3 --vcpus-per-node 2 -- nproc       (6 harts on 3 node processes)\n"
       "  dvmm run --initrd-extra my-files.cpio -- /my/program\n"
+      "  dvmm run --gdb 1234       (then: gdb-multiarch vmlinux -ex 'target remote :1234')\n"
       "  dvmm run --config vm.toml --vcpus 4                   (the file, with 4 vCPUs)");
   return run;
 }
@@ -239,6 +250,9 @@ int run_command(const RunOptions& o) {
     }
   }
   const bool distributed = o.node_mode || nodes > 1;
+  if (distributed && !o.gdb.empty()) {
+    return fail("--gdb works with a single-node VM only, not with --nodes yet");
+  }
   if (distributed && rank != 0) prefix = fmt::format("dvmm[node {}]: ", rank);
 
   // ---- sizes
@@ -454,11 +468,73 @@ int run_command(const RunOptions& o) {
   vm_ready.store(true);
   if (signals.last_signal() != 0) return 128 + signals.last_signal();
 
-  // ---- interactive console input
   std::unique_ptr<RawTerminal> terminal;
   std::thread input_thread;
   int wake_pipe[2] = {-1, -1};
   std::atomic<bool> quit_by_key{false};
+
+  // ---- the control endpoint (on the node with the console: rank 0)
+  std::atomic<bool> stopped_by_api{false};
+  std::unique_ptr<control::ControlServer> control_server;
+  if (has_console) {
+    control::ControlHooks hooks;
+    hooks.info_json = [&] {
+      return fmt::format(R"({{"nodes": {}, "rank": {}, "command": {}}})", nodes, rank,
+                         command_mode ? "true" : "false");
+    };
+    hooks.stop = [&](const std::string& why) {
+      stopped_by_api.store(true);
+      stop_guest(why);
+    };
+    hooks.kill = [&] {
+      if (terminal) terminal->restore();
+      std::_Exit(137);  // the node processes die with us (PR_SET_PDEATHSIG)
+    };
+    if (distributed) {
+      hooks.set_remote_controls = [&](const vmm::VmControls& c, std::optional<HartId> v) {
+        return cluster_vm->set_remote_controls(c, v, std::chrono::milliseconds(2000));
+      };
+    }
+    try {
+      control_server = std::make_unique<control::ControlServer>(
+          o.name, distributed ? cluster_vm->vm() : *vm, std::move(hooks));
+    } catch (const std::exception& e) {
+      if (terminal) terminal->restore();
+      if (children) children->finish(0);
+      return fail(e.what());
+    }
+    if (o.verbose) log("control socket: " + control_server->path());
+  }
+
+  // ---- the gdb stub (single-node VMs: refused above for --nodes)
+  std::unique_ptr<control::GdbStub> gdb_stub;
+  if (!o.gdb.empty()) {
+    std::string error;
+    const auto address = control::parse_gdb_address(o.gdb, &error);
+    try {
+      if (!address) throw std::runtime_error("--gdb: " + error);
+      control::GdbStubHooks hooks;
+      hooks.stop = [&](const std::string& why) {
+        stopped_by_api.store(true);  // a stop the user asked for: exit status 0
+        stop_guest(why);
+      };
+      hooks.log = log;
+      gdb_stub = std::make_unique<control::GdbStub>(*address, *vm, std::move(hooks));
+    } catch (const std::exception& e) {
+      if (input_thread.joinable()) {  // a joinable std::thread must not be destroyed
+        const char c = 0;
+        [[maybe_unused]] ssize_t ignored = ::write(wake_pipe[1], &c, 1);
+        input_thread.join();
+      }
+      if (terminal) terminal->restore();
+      return fail(e.what());
+    }
+    if (o.verbose || address->port == 0) {
+      log("gdb stub on " + gdb_stub->where() + " (gdb: target remote " + gdb_stub->where() + ")");
+    }
+  }
+
+  // ---- interactive console input
   if (!command_mode && has_console) {
     terminal = std::make_unique<RawTerminal>(STDIN_FILENO);
     raw = terminal->active();
@@ -504,40 +580,8 @@ int run_command(const RunOptions& o) {
     });
   }
 
-  // ---- the control endpoint (on the node with the console: rank 0)
-  std::atomic<bool> stopped_by_api{false};
-  std::unique_ptr<control::ControlServer> control_server;
-  if (has_console) {
-    control::ControlHooks hooks;
-    hooks.info_json = [&] {
-      return fmt::format(R"({{"nodes": {}, "rank": {}, "command": {}}})", nodes, rank,
-                         command_mode ? "true" : "false");
-    };
-    hooks.stop = [&](const std::string& why) {
-      stopped_by_api.store(true);
-      stop_guest(why);
-    };
-    hooks.kill = [&] {
-      if (terminal) terminal->restore();
-      std::_Exit(137);  // the node processes die with us (PR_SET_PDEATHSIG)
-    };
-    if (distributed) {
-      hooks.set_remote_controls = [&](const vmm::VmControls& c, std::optional<HartId> v) {
-        return cluster_vm->set_remote_controls(c, v, std::chrono::milliseconds(2000));
-      };
-    }
-    try {
-      control_server = std::make_unique<control::ControlServer>(
-          o.name, distributed ? cluster_vm->vm() : *vm, std::move(hooks));
-    } catch (const std::exception& e) {
-      if (terminal) terminal->restore();
-      if (children) children->finish(0);
-      return fail(e.what());
-    }
-    if (o.verbose) log("control socket: " + control_server->path());
-  }
-
   const vmm::VmResult result = run_guest();
+  gdb_stub.reset();        // a gdb waiting for a stop hears that the VM exited
   control_server.reset();  // the VM is over: `dvmm list` no longer shows it
   // The other node processes leave once node 0 told them the VM is over.
   if (children) children->finish(5000);

@@ -54,6 +54,8 @@ struct RunOptions {
   std::vector<std::string> command;
   // The execution controls the VM starts with (the file's [controls]).
   vmm::VmControls controls;
+  // --gdb [HOST:]PORT: a gdb remote stub listens there (control/gdb_stub.hpp); one node only.
+  std::string gdb;
 };
 
 // Adds the `run` subcommand and its options to `app`.

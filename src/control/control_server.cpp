@@ -68,6 +68,11 @@ ControlServer::ControlServer(std::string name, vmm::Vm& vm, ControlHooks hooks)
   ::chmod(path_.c_str(), 0600);
   started_ = std::chrono::steady_clock::now();
   thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // httplib's stop() does nothing before the accept loop has started (is_running()), and the
+  // loop then never ends: a server destroyed at once (a later startup error) would hang.
+  for (int i = 0; i < 5000 && !server_->is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 ControlServer::~ControlServer() {

@@ -108,12 +108,23 @@ void Vcpu::serve_requests() {
 void Vcpu::wait_paused() {
   in_pause_.store(true, std::memory_order_release);
   while (pause_requested_.load(std::memory_order_acquire) && !vm_.vcpus_should_stop()) {
-    serve_requests();
+    {
+      std::lock_guard debug(debug_mutex_);  // not while a debugger is in the hart
+      serve_requests();
+    }
     std::unique_lock lock(mutex_);
     cv_.wait_for(lock, kMaxSleep, [&] { return woken_; });
     woken_ = false;
   }
+  std::lock_guard debug(debug_mutex_);  // a debugger's access ends before the hart runs
   in_pause_.store(false, std::memory_order_release);
+}
+
+bool Vcpu::with_paused_hart(const std::function<void(cpu::Hart&)>& fn) {
+  std::lock_guard debug(debug_mutex_);
+  if (!in_pause_.load(std::memory_order_acquire)) return false;
+  fn(hart_);
+  return true;
 }
 
 std::string Vcpu::csr_label(u16 csr) {
@@ -157,7 +168,11 @@ void Vcpu::trace_mmio(const VmControls& c, Gpa gpa, unsigned size, u64 value, bo
 
 void Vcpu::intercepted(const VmControls& c, const std::string& json) {
   if (c.action == ExitAction::kLog || c.action == ExitAction::kPause) vm_.trace().append(json);
-  if (c.action == ExitAction::kPause) pause_requested_.store(true, std::memory_order_release);
+  if (c.action == ExitAction::kPause) {
+    self_pause_kind_.store(exit_kind_, std::memory_order_relaxed);
+    self_pauses_.fetch_add(1, std::memory_order_release);
+    pause_requested_.store(true, std::memory_order_release);
+  }
 }
 
 void Vcpu::loop() {
@@ -198,6 +213,7 @@ void Vcpu::handle(cpu::Exit& exit) {
   machine::Machine& m = vm_.machine();
   NodeLinks& links = vm_.node_links();
   const NodeLinks::Serve serve = [this] { hart_.service_requests(); };
+  exit_kind_ = exit.index();
   // Only the rarer exits look at the controls (a lock and a reference count).
   std::shared_ptr<const VmControls> c;
   if (!std::holds_alternative<cpu::ExitPageNotPresent>(exit) &&

@@ -4,13 +4,15 @@
 // interrupt, the hart's timer deadline, a request from another thread (TLB flush, HSM start)
 // or the VM's stop.
 //
-// Threads: start()/join() on the VM's controlling thread; wake() from any thread (it is the
-// hart's wakeup callback); everything else on the vCPU's own thread.
+// Threads: start()/join() on the VM's controlling thread; wake(), the counters and the
+// control-plane section from any thread (wake() is the hart's wakeup callback); everything
+// else on the vCPU's own thread.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -64,6 +66,17 @@ class Vcpu {
   void pause();
   void resume();
   bool paused() const { return in_pause_.load(std::memory_order_acquire); }
+  // Intercepted events that paused this vCPU by themselves (action kPause): how many so
+  // far, and the exit kind (index of the cpu::Exit alternative) of the last one. A debugger
+  // compares the count across a resume to learn which vCPU stopped, and why.
+  u64 self_pauses() const { return self_pauses_.load(std::memory_order_acquire); }
+  std::size_t last_self_pause_kind() const {
+    return self_pause_kind_.load(std::memory_order_relaxed);
+  }
+  // Runs fn(hart) if the vCPU is paused, and keeps it paused until fn returns (a resume
+  // waits for it); false, without calling fn, if it is not paused. The only safe way for
+  // another thread to read or change the hart's registers (a debugger).
+  bool with_paused_hart(const std::function<void(cpu::Hart&)>& fn);
 
  private:
   void thread_main();
@@ -102,6 +115,12 @@ class Vcpu {
   std::atomic<bool> pause_requested_{false};
   std::atomic<bool> in_pause_{false};
   std::atomic<u64> halt_poll_ns_{0};
+  std::size_t exit_kind_ = 0;  // of the exit being handled (vCPU thread)
+  std::atomic<u64> self_pauses_{0};
+  std::atomic<std::size_t> self_pause_kind_{0};
+  // Held by with_paused_hart() and by the paused vCPU while it serves requests or leaves
+  // the pause, so a debugger never touches the hart while this thread does.
+  std::mutex debug_mutex_;
 };
 
 }  // namespace dvmm::vmm

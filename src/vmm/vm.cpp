@@ -161,6 +161,11 @@ void Vm::resume(std::optional<HartId> vcpu) {
   }
 }
 
+bool Vm::with_paused_hart(HartId id, const std::function<void(cpu::Hart&)>& fn) {
+  if (id >= vcpus_.size() || !links_->is_local(id)) return false;
+  return vcpus_[id]->with_paused_hart(fn);
+}
+
 bool Vm::paused() const {
   if (!running_) return false;
   for (const auto& v : vcpus_) {

@@ -103,6 +103,9 @@ class Vm final : private SbiPlatform {
   bool paused() const;
   bool running() const { return running_; }
   const Vcpu& vcpu(HartId id) const { return *vcpus_.at(id); }
+  // Runs fn on hart `id` if its vCPU is local and paused, holding it paused meanwhile
+  // (Vcpu::with_paused_hart); false otherwise. For debuggers (the gdb stub).
+  bool with_paused_hart(HartId id, const std::function<void(cpu::Hart&)>& fn);
   TraceBuffer& trace() { return trace_; }
 
   machine::Machine& machine() { return *machine_; }
