@@ -2,7 +2,9 @@
 // calling thread to a CPU (exits with status 2 on failure), and a CPU's NUMA node.
 #pragma once
 
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  // must come before the first system header of the program
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <sched.h>
