@@ -115,13 +115,13 @@ void parse_assignment(const std::string& a, json& update) {
     } catch (const std::exception&) {
       throw Failure{key + ": expected a number of microseconds, not '" + value + "'"};
     }
-  } else if (key == "breakpoints") {
+  } else if (key == "breakpoints" || key == "page_fault_filter") {
     json l = json::array();
     for (const json& item : list()) {
       try {
         l.push_back(std::stoull(item.get<std::string>(), nullptr, 0));
       } catch (const std::exception&) {
-        throw Failure{"breakpoints: '" + item.get<std::string>() + "' is not an address"};
+        throw Failure{key + ": '" + item.get<std::string>() + "' is not an address"};
       }
     }
     update[key] = l;
@@ -302,7 +302,8 @@ std::vector<CLI::App*> add_control_commands(CLI::App& app, ControlOptions& o) {
   controls->add_option("assignments", o.assignments,
                        "For set: KEY=VALUE... with KEY one of exceptions, csr_read, csr_write, "
                        "sbi_trace, mmio_trace (comma-separated names), wfi_exiting, single_step "
-                       "(true/false), halt_poll_us, breakpoints (addresses), action "
+                       "(true/false), halt_poll_us, breakpoints (addresses), page_fault_filter "
+                       "(LOW,HIGH: intercepted page faults only for those addresses), action "
                        "(count/log/pause/deliver)");
   controls->add_option("--vcpu", o.vcpu, "Only this vCPU");
   controls->footer(

@@ -379,6 +379,17 @@ const Rule kControlRules[] = {
      [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
        o.controls.exec.breakpoints = r.addresses(n, key);
      }},
+    {"page_fault_filter", nullptr, nullptr,
+     [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
+       // [lo, hi): intercepted page faults exit only for faulting addresses in the range.
+       const std::vector<u64> range = r.addresses(n, key);
+       if (range.size() != 2 || range[0] >= range[1]) {
+         r.fail(n, key,
+                "expected [low, high] with low < high (the faulting addresses to intercept)");
+       }
+       o.controls.exec.page_fault_filter_lo = range[0];
+       o.controls.exec.page_fault_filter_hi = range[1];
+     }},
     {"action", nullptr, nullptr,
      [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
        const std::string s = r.string(n, key);

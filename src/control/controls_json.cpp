@@ -42,6 +42,7 @@ json controls_to_json(const vmm::VmControls& c) {
   j["halt_poll_us"] = c.halt_poll_ns / 1000;
   j["single_step"] = c.exec.single_step;
   j["breakpoints"] = c.exec.breakpoints;
+  j["page_fault_filter"] = {c.exec.page_fault_filter_lo, c.exec.page_fault_filter_hi};
   j["action"] = vmm::action_name(c.action);
   j["sbi_trace"] = std::vector<std::string>(c.sbi_trace.begin(), c.sbi_trace.end());
   j["mmio_trace"] = std::vector<std::string>(c.mmio_trace.begin(), c.mmio_trace.end());
@@ -72,6 +73,14 @@ void apply_controls_json(vmm::VmControls& c, const json& update) {
       std::vector<u64> bps;
       for (const json& e : v) bps.push_back(unsigned_number(e, k));
       next.exec.breakpoints = std::move(bps);
+    } else if (key == "page_fault_filter") {
+      if (!v.is_array() || v.size() != 2) {
+        throw vmm::ControlError("page_fault_filter: expected [low, high]");
+      }
+      const u64 lo = unsigned_number(v[0], k), hi = unsigned_number(v[1], k);
+      if (lo >= hi) throw vmm::ControlError("page_fault_filter: low must be below high");
+      next.exec.page_fault_filter_lo = lo;
+      next.exec.page_fault_filter_hi = hi;
     } else if (key == "action") {
       if (!v.is_string()) throw vmm::ControlError("action: expected a string");
       const auto a = vmm::action_by_name(v.get<std::string>());
@@ -90,7 +99,7 @@ void apply_controls_json(vmm::VmControls& c, const json& update) {
       throw vmm::ControlError(
           "unknown control '" + key +
           "' (known: exceptions, csr_read, csr_write, wfi_exiting, halt_poll_us, single_step, "
-          "breakpoints, action, sbi_trace, mmio_trace)");
+          "breakpoints, page_fault_filter, action, sbi_trace, mmio_trace)");
     }
   }
   c = std::move(next);

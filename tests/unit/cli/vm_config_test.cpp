@@ -373,3 +373,24 @@ TEST(VmConfigName, FlagIsChecked) {
 
 }  // namespace
 }  // namespace dvmm::cli
+
+namespace dvmm::cli {
+namespace {
+
+TEST_F(VmConfig, PageFaultFilter) {
+  RunOptions o;
+  apply_vm_config(write("[controls]\nexceptions = [\"load_page_fault\"]\n"
+                        "page_fault_filter = [0x1000, \"0xffffffff80000000\"]\n"),
+                  o);
+  EXPECT_EQ(o.controls.exec.page_fault_filter_lo, 0x1000u);
+  EXPECT_EQ(o.controls.exec.page_fault_filter_hi, 0xffffffff80000000u);
+  const std::string reversed = error_for("[controls]\npage_fault_filter = [5, 1]\n");
+  EXPECT_NE(reversed.find(":2: controls.page_fault_filter: expected [low, high]"),
+            std::string::npos)
+      << reversed;
+  const std::string single = error_for("[controls]\npage_fault_filter = [5]\n");
+  EXPECT_NE(single.find("controls.page_fault_filter"), std::string::npos) << single;
+}
+
+}  // namespace
+}  // namespace dvmm::cli
