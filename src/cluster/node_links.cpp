@@ -144,6 +144,7 @@ void ClusterLinks::set_external_interrupt(HartId id, bool level) {
 }
 
 void ClusterLinks::remote_fence(const std::vector<HartId>& harts, const Serve& serve) {
+  if (failed()) return;
   std::map<NodeId, std::vector<HartId>> by_node;
   for (HartId h : harts) by_node[node_of(h)].push_back(h);
   std::vector<u64> reqs;
@@ -169,6 +170,7 @@ void ClusterLinks::remote_fence(const std::vector<HartId>& harts, const Serve& s
 }
 
 i64 ClusterLinks::hart_start(HartId id, u64 start_addr, u64 opaque, const Serve& serve) {
+  if (failed()) return vmm::kSbiErrFailed;
   const u64 req = new_request();
   WireWriter w;
   w.u8v(kHsmStart);
@@ -187,6 +189,7 @@ i64 ClusterLinks::hart_start(HartId id, u64 start_addr, u64 opaque, const Serve&
 }
 
 std::optional<vmm::HsmState> ClusterLinks::hart_status(HartId id, const Serve& serve) {
+  if (failed()) return std::nullopt;
   const u64 req = new_request();
   WireWriter w;
   w.u8v(kHsmStatus);
@@ -204,6 +207,7 @@ std::optional<vmm::HsmState> ClusterLinks::hart_status(HartId id, const Serve& s
 }
 
 u64 ClusterLinks::mmio_read(Gpa gpa, unsigned size, const Serve& serve) {
+  if (failed()) return 0;
   const u64 req = new_request();
   WireWriter w;
   w.u8v(kRead);
@@ -223,6 +227,7 @@ u64 ClusterLinks::mmio_read(Gpa gpa, unsigned size, const Serve& serve) {
 }
 
 void ClusterLinks::mmio_write(Gpa gpa, unsigned size, u64 value, const Serve& serve) {
+  if (failed()) return;
   const u64 req = new_request();
   WireWriter w;
   w.u8v(kWrite);

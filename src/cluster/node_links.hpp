@@ -94,6 +94,8 @@ class ClusterLinks final : public vmm::NodeLinks {
   void on_mmio(NodeId from, std::span<const u8> bytes);
   void reject(NodeId from, const char* channel, const char* why);
   bool stopping() const;
+  // After fail(): requests are not sent any more (they return their failure value).
+  bool failed() const { return failed_.load(std::memory_order_acquire); }
   // Waits until every (hart, ticket) flushed: spins briefly (a running hart serves within
   // microseconds), then sleeps in short steps.
   void wait_flushed(const std::vector<std::pair<cpu::Hart*, u64>>& tickets,
