@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit tests, the ASan/UBSan build of the unit tests, bare-metal
-# CPU tests, differential tests against qemu-riscv64, and the Linux boot tests.
+# CPU tests, differential tests against qemu-riscv64, the DSM model check, multi-process
+# cluster tests, and the Linux boot tests (one and several nodes, control socket, gdb stub).
 # Installs and builds what is missing first (as ./setup.sh --no-run does).
 #   ./test.sh                  everything
-#   ./test.sh -L unit          only one CTest label (unit, baremetal, diff, boot)
+#   ./test.sh -L unit          only one CTest label (unit, baremetal, baremetal-qemu, diff,
+#                              model, cluster, boot)
 set -euo pipefail
 cd "$(dirname "$0")"
 step() { printf '\n== %s\n' "$*" >&2; }
