@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "base/clock.hpp"
 #include "cluster/dsm_adapter.hpp"
 #include "cluster/node_links.hpp"
 #include "cluster/wire_codec.hpp"
@@ -87,12 +88,6 @@ bool decode_controls(WireReader& r, vmm::VmControls& c) {
     }
   }
   return true;
-}
-
-u64 monotonic_ns() {
-  return static_cast<u64>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                              std::chrono::steady_clock::now().time_since_epoch())
-                              .count());
 }
 
 // "host pid N" -> "host"

@@ -6,6 +6,7 @@
 #include <map>
 #include <thread>
 
+#include "base/clock.hpp"
 #include "cluster/wire_codec.hpp"
 #include "vmm/vm.hpp"
 
@@ -30,12 +31,6 @@ constexpr auto kPoll = std::chrono::microseconds(200);
 constexpr auto kBusyPoll = std::chrono::microseconds(100);
 // Sentinel reply for "no such value" (a status the remote node could not give).
 constexpr u64 kNoValue = ~u64{0};
-
-u64 monotonic_ns() {
-  return static_cast<u64>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                              std::chrono::steady_clock::now().time_since_epoch())
-                              .count());
-}
 
 }  // namespace
 

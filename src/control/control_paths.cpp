@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -50,14 +51,30 @@ std::vector<std::string> listed_vm_names() {
   return names;
 }
 
-bool valid_vm_name(const std::string& name) {
-  if (name.empty() || name.size() > 64 || name[0] == '.') return false;
+std::string vm_name_problem(std::string_view name) {
+  constexpr std::size_t kMaxNameLength = 64;
+  if (name.empty()) return "a VM name must not be empty";
+  if (name.size() > kMaxNameLength) {
+    return "a VM name has at most " + std::to_string(kMaxNameLength) + " characters, not " +
+           std::to_string(name.size());
+  }
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '_' || c == '-';
-    if (!ok) return false;
+    if (!ok) {
+      char shown[16];
+      std::snprintf(shown, sizeof shown, c >= ' ' && c < 0x7f ? "'%c'" : "byte 0x%02x",
+                    static_cast<unsigned char>(c));
+      return "a VM name may only have letters, digits, '.', '_' and '-', not " + std::string(shown);
+    }
   }
-  return true;
+  // The name becomes a file name; these two would be directories.
+  if (name == "." || name == "..") return "'" + std::string(name) + "' is not a VM name";
+  return {};
+}
+
+bool valid_vm_name(const std::string& name) {
+  return vm_name_problem(name).empty();
 }
 
 }  // namespace dvmm::control

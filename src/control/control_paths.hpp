@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace dvmm::control {
@@ -16,7 +17,9 @@ std::string control_dir();
 std::string socket_path(const std::string& name);
 // Names of the VMs that have a socket in the directory (live or stale).
 std::vector<std::string> listed_vm_names();
-// True for a valid VM name: 1-64 of [A-Za-z0-9._-], not starting with '.'.
+// Why `name` is not a valid VM name (1-64 of [A-Za-z0-9._-], not "." or ".."), or "" if
+// it is one. The CLI, the configuration file and the control socket share this rule.
+std::string vm_name_problem(std::string_view name);
 bool valid_vm_name(const std::string& name);
 
 }  // namespace dvmm::control

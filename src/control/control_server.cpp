@@ -48,8 +48,8 @@ bool socket_answers(const std::string& path) {
 
 ControlServer::ControlServer(std::string name, vmm::Vm& vm, ControlHooks hooks)
     : name_(std::move(name)), vm_(vm), hooks_(std::move(hooks)) {
-  if (!valid_vm_name(name_)) {
-    throw std::runtime_error("bad VM name '" + name_ + "': use 1-64 of A-Z a-z 0-9 . _ -");
+  if (const std::string why = vm_name_problem(name_); !why.empty()) {
+    throw std::runtime_error("bad VM name '" + name_ + "': " + why);
   }
   path_ = socket_path(name_);
   if (::access(path_.c_str(), F_OK) == 0) {
