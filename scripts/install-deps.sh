@@ -16,6 +16,8 @@ PACKAGES=(
   linux-source-6.1 flex bison bc cpio libssl-dev libelf-dev dpkg-dev device-tree-compiler e2fsprogs
   # references for differential tests and benchmarks
   qemu-user qemu-system-misc opensbi
+  # virtio-blk images (qcow2 checks) and virtio-net user networking
+  qemu-utils libslirp-dev
   # the gdb stub test
   gdb-multiarch
   # model checking of the DSM protocol

@@ -17,9 +17,7 @@ static void test_timer(void) {
   u64 start = read_time();
   u64 deadline = start + 20000;  // 2 ms at 10 MHz
   csr_write(CSR_STIMECMP, deadline);
-  csr_set(CSR_SSTATUS, SSTATUS_SIE);
-  while (h->irq_count[IRQ_STI] == 0) wfi();
-  csr_clear(CSR_SSTATUS, SSTATUS_SIE);
+  WAIT_WITH_IRQS(h->irq_count[IRQ_STI] != 0);
   u64 now = read_time();
   CHECK(now >= deadline);
   CHECK_EQ(h->irq_count[IRQ_STI], 1);
@@ -161,9 +159,7 @@ static void test_sbi_timer(void) {
   csr_write(CSR_SIE, 1ul << IRQ_STI);
   u64 deadline = read_time() + 5000;
   sbi_set_timer(deadline);
-  csr_set(CSR_SSTATUS, SSTATUS_SIE);
-  while (h->irq_count[IRQ_STI] == 0) wfi();
-  csr_clear(CSR_SSTATUS, SSTATUS_SIE);
+  WAIT_WITH_IRQS(h->irq_count[IRQ_STI] != 0);
   CHECK(read_time() >= deadline);
   csr_write(CSR_SIE, 0);
   csr_write(CSR_STIMECMP, ~0ul);

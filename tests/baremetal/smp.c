@@ -90,10 +90,8 @@ static void ipi_responder(u64 hartid, u64 arg) {
   (void)arg;
   this_hart()->irq = ipi_handler;
   csr_write(CSR_SIE, 1ul << IRQ_SSI);
-  csr_set(CSR_SSTATUS, SSTATUS_SIE);
   ipi_ready = 1;
-  while (!ipi_stop) wfi();
-  csr_clear(CSR_SSTATUS, SSTATUS_SIE);
+  WAIT_WITH_IRQS(ipi_stop);
 }
 
 static void wait_status(u64 hart, long status) {
@@ -114,17 +112,13 @@ static void test_ipi(void) {
   csr_write(CSR_SIE, 1ul << IRQ_SSI);
   for (u64 i = 0; i < PINGS; ++i) {
     CHECK_EQ(sbi_send_ipi(1ul << 1, 0), 0);
-    csr_set(CSR_SSTATUS, SSTATUS_SIE);
-    while (pongs_received < i + 1) wfi();
-    csr_clear(CSR_SSTATUS, SSTATUS_SIE);
+    WAIT_WITH_IRQS(pongs_received >= i + 1);
   }
   CHECK_EQ(pings_received, PINGS);
   CHECK_EQ(pongs_received, PINGS);
   // hart_mask_base with an offset.
   sbi_send_ipi(1, 1);
-  csr_set(CSR_SSTATUS, SSTATUS_SIE);
-  while (pongs_received < PINGS + 1) wfi();
-  csr_clear(CSR_SSTATUS, SSTATUS_SIE);
+  WAIT_WITH_IRQS(pongs_received >= PINGS + 1);
   CHECK_EQ(pings_received, PINGS + 1);
   ipi_stop = 1;
   sbi_send_ipi(1ul << 1, 0);

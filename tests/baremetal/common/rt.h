@@ -82,6 +82,21 @@ static inline void sfence_vma_va(u64 va) { __asm__ volatile("sfence.vma %0" ::"r
 static inline void fence_i(void) { __asm__ volatile("fence.i" ::: "memory"); }
 static inline void wfi(void) { __asm__ volatile("wfi" ::: "memory"); }
 
+// Sleeps until `cond` holds, taking interrupts (enabled in sie) between WFIs. sstatus.SIE
+// stays clear while `cond` is checked: with it set, an interrupt taken between the check and
+// the WFI would leave the WFI waiting for another interrupt that may never come. WFI wakes on
+// sip & sie whatever sstatus.SIE says, and the handler runs in the short window after it.
+#define WAIT_WITH_IRQS(cond)                  \
+  do {                                        \
+    csr_clear(CSR_SSTATUS, SSTATUS_SIE);      \
+    while (!(cond)) {                         \
+      wfi();                                  \
+      csr_set(CSR_SSTATUS, SSTATUS_SIE);      \
+      __asm__ volatile("nop" ::: "memory");   \
+      csr_clear(CSR_SSTATUS, SSTATUS_SIE);    \
+    }                                         \
+  } while (0)
+
 // ------------------------------------------------------------------ SBI
 struct sbiret {
   long error;
