@@ -15,11 +15,11 @@ step "building dvmm"
 scripts/build.sh build
 step "building the sanitizer build of the unit tests"
 scripts/build.sh build-asan -DDVMM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1
-step "building the decoder fuzz target (clang, libFuzzer)"
+step "building the fuzz targets (clang, libFuzzer)"
 if [ ! -f build-fuzz/build.ninja ]; then
   CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DDVMM_FUZZ=ON -DDVMM_WERROR=OFF >/dev/null
 fi
-ninja -C build-fuzz -j "${DVMM_JOBS:-$(nproc)}" decoder_fuzz
+ninja -C build-fuzz -j "${DVMM_JOBS:-$(nproc)}" decoder_fuzz virtio_fuzz
 step "guest image"
 guest/build.sh
 step "unit tests under ASan/UBSan"
@@ -29,5 +29,9 @@ step "fuzzing the decoder for 60 s"
 mkdir -p build-fuzz/corpus
 build-fuzz/tests/fuzz/decoder_fuzz -max_total_time=60 -max_len=512 -print_final_stats=1 \
   build-fuzz/corpus 2>&1 | tail -3
+step "fuzzing the virtio devices for 60 s"
+mkdir -p build-fuzz/corpus-virtio
+build-fuzz/tests/fuzz/virtio_fuzz -max_total_time=60 -print_final_stats=1 \
+  build-fuzz/corpus-virtio 2>&1 | tail -3
 step "all tests"
 ctest --test-dir build --output-on-failure -j "$(nproc)" --timeout 900 "$@"

@@ -17,7 +17,7 @@ PACKAGES=(
   # references for differential tests and benchmarks
   qemu-user qemu-system-misc opensbi
   # virtio-blk images (qcow2 checks) and virtio-net user networking
-  qemu-utils libslirp-dev
+  qemu-utils libslirp-dev libglib2.0-dev
   # the gdb stub test
   gdb-multiarch
   # model checking of the DSM protocol

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cli/control_commands.hpp"
+#include "cli/image_command.hpp"
 #include "cli/run_command.hpp"
 #include "cli/vm_config.hpp"
 #include "cli/vm_name.hpp"
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   CLI::App* node = dvmm::cli::add_node_command(app, run_options);
   dvmm::cli::ControlOptions control_options;
   const std::vector<CLI::App*> control_cmds = dvmm::cli::add_control_commands(app, control_options);
+  dvmm::cli::add_image_commands(app);  // runs from its callback
 
   try {
     app.parse(argc, argv);

@@ -22,6 +22,7 @@
 #include "cli/vm_name.hpp"
 #include "cluster/bootstrap.hpp"
 #include "cluster/cluster_vm.hpp"
+#include "control/control_paths.hpp"
 #include "control/control_server.hpp"
 #include "control/gdb_stub.hpp"
 #include "machine/guest_command.hpp"
@@ -129,6 +130,21 @@ void add_guest_options(CLI::App* cmd, RunOptions& o) {
       ->check(count_validator(1, 64, "--vcpus-per-node"));
   cmd->add_option("--memory-per-node", o.memory_per_node,
                   "Guest RAM each node contributes and is home for (distributed VM; default 256M)");
+  cmd->add_option("--disk", o.disks,
+                  "A virtio disk: PATH[,format=raw|qcow2][,readonly=on][,node=N][,serial=S] "
+                  "(vda, vdb, ... in order; node: the node that holds it); repeatable")
+      ->take_last()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_option("--net", o.nets,
+                  "A virtio network card: user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]... "
+                  "(NAT through libslirp), switch=NAME (a virtual switch shared with the other "
+                  "VMs of this host that join NAME) or tap=IFNAME; then [,mac=..][,node=N]; "
+                  "repeatable")
+      ->take_last()
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_flag("--rng", o.rng, "A virtio-rng device fed from the host's getrandom()");
+  cmd->add_option("--vconsole", o.vconsole,
+                  "A virtio console (/dev/hvc0 in the guest) whose output is appended to FILE");
   cmd->add_option("command", o.command, "Command to run in the guest (after --)");
 }
 
@@ -359,6 +375,16 @@ int run_command(const RunOptions& o) {
   vmm::VmOptions vo;
   vo.verbose = o.verbose;
   vo.controls = o.controls;
+  vo.node_count = nodes;
+  try {
+    for (const std::string& d : o.disks) vo.devices.disks.push_back(vmm::parse_disk_spec(d));
+    for (const std::string& n : o.nets) vo.devices.nets.push_back(devices::parse_net_spec(n));
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  vo.devices.rng = o.rng;
+  vo.devices.console_output = o.vconsole;
+  vo.devices.runtime_dir = control::control_dir();
   vo.log = log;
   vo.console_output = [&](std::string_view bytes) {
     // Called under the console device's lock: output is in guest order already.
@@ -419,6 +445,11 @@ int run_command(const RunOptions& o) {
                                                "--join-timeout",
                                                fmt::format("{}", o.join_timeout_s)};
               if (o.verbose) args.emplace_back("--verbose");
+              // Every node builds the same board; each opens the devices placed on it.
+              for (const std::string& d : o.disks) args.insert(args.end(), {"--disk", d});
+              for (const std::string& n : o.nets) args.insert(args.end(), {"--net", n});
+              if (o.rng) args.emplace_back("--rng");
+              if (!o.vconsole.empty()) args.insert(args.end(), {"--vconsole", o.vconsole});
               return args;
             },
             [&](unsigned r, const std::string& how) {

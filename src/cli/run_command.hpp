@@ -56,6 +56,12 @@ struct RunOptions {
   vmm::VmControls controls;
   // --gdb [HOST:]PORT: a gdb remote stub listens there (control/gdb_stub.hpp); one node only.
   std::string gdb;
+  // Virtio devices: --disk and --net specs as given (vmm::parse_disk_spec,
+  // devices::parse_net_spec), --rng, --vconsole FILE.
+  std::vector<std::string> disks;
+  std::vector<std::string> nets;
+  bool rng = false;
+  std::string vconsole;
 };
 
 // Adds the `run` subcommand and its options to `app`.

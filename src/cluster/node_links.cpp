@@ -22,6 +22,7 @@ enum CpuMsg : u8 {
   kHsmStart = 5,
   kHsmStatus = 6,
   kCpuReply = 7,
+  kDeviceIrq = 8,
 };
 enum MmioMsg : u8 { kRead = 1, kWrite = 2, kMmioReply = 3 };
 
@@ -138,6 +139,26 @@ void ClusterLinks::set_external_interrupt(HartId id, bool level) {
   transport_.send(node_of(id), Channel::kCpu, b);
 }
 
+void ClusterLinks::place_device(Gpa base, u64 size, unsigned node) {
+  device_windows_.push_back({base, size, static_cast<NodeId>(node)});
+}
+
+NodeId ClusterLinks::mmio_node(Gpa gpa) const {
+  for (const DeviceWindow& w : device_windows_) {
+    if (gpa - w.base < w.size) return w.node;
+  }
+  return device_node_;
+}
+
+void ClusterLinks::set_device_irq(u32 source, bool level) {
+  WireWriter w;
+  w.u8v(kDeviceIrq);
+  w.u32v(source);
+  w.u8v(level ? 1 : 0);
+  const auto b = w.take();
+  transport_.send(device_node_, Channel::kCpu, b);
+}
+
 void ClusterLinks::remote_fence(const std::vector<HartId>& harts, const Serve& serve) {
   if (failed()) return;
   std::map<NodeId, std::vector<HartId>> by_node;
@@ -211,7 +232,7 @@ u64 ClusterLinks::mmio_read(Gpa gpa, unsigned size, const Serve& serve) {
   w.u8v(static_cast<u8>(size));
   const auto b = w.take();
   const u64 started = monotonic_ns();
-  if (!transport_.send(device_node_, Channel::kMmio, b)) {
+  if (!transport_.send(mmio_node(gpa), Channel::kMmio, b)) {
     std::lock_guard lock(mutex_);
     pending_.erase(req);
     return 0;
@@ -231,7 +252,7 @@ void ClusterLinks::mmio_write(Gpa gpa, unsigned size, u64 value, const Serve& se
   w.u8v(static_cast<u8>(size));
   w.u64v(value);
   const auto b = w.take();
-  if (!transport_.send(device_node_, Channel::kMmio, b)) {
+  if (!transport_.send(mmio_node(gpa), Channel::kMmio, b)) {
     std::lock_guard lock(mutex_);
     pending_.erase(req);
     return;
@@ -317,6 +338,15 @@ void ClusterLinks::on_cpu(NodeId from, std::span<const u8> bytes) {
       m.hart(h).set_external_interrupt(level != 0);
       return;
     }
+    case kDeviceIrq: {
+      u32 source;
+      u8 level;
+      if (!r.u32v(source) || !r.u8v(level) || !r.at_end() || level > 1 || self_ != device_node_ ||
+          source == 0 || source >= devices::Plic::kSources)
+        return reject(from, "cpu", "bad device interrupt");
+      m.plic().line(source).set_level(level != 0);
+      return;
+    }
     case kFence: {
       u64 req;
       u32 n;
@@ -388,7 +418,8 @@ void ClusterLinks::on_mmio(NodeId from, std::span<const u8> bytes) {
     case kRead: {
       u64 gpa;
       u8 size;
-      if (!r.u64v(gpa) || !r.u8v(size) || !r.at_end() || !valid_size(size) || self_ != device_node_)
+      if (!r.u64v(gpa) || !r.u8v(size) || !r.at_end() || !valid_size(size) ||
+          mmio_node(gpa) != self_)
         return reject(from, "mmio", "bad read");
       reply(vm_->machine().mmio_read(gpa, size));
       return;
@@ -397,7 +428,7 @@ void ClusterLinks::on_mmio(NodeId from, std::span<const u8> bytes) {
       u64 gpa, value;
       u8 size;
       if (!r.u64v(gpa) || !r.u8v(size) || !r.u64v(value) || !r.at_end() || !valid_size(size) ||
-          self_ != device_node_)
+          mmio_node(gpa) != self_)
         return reject(from, "mmio", "bad write");
       vm_->machine().mmio_write(gpa, size, value);
       reply(0);

@@ -1,7 +1,8 @@
 // vmm::NodeLinks between the node processes of one VM: IPIs, remote fences, HSM calls and
 // PLIC output lines on Channel::kCpu, forwarded device accesses on Channel::kMmio, pages
 // through the DSM (dsm::DsmNode over DsmAdapter). Hart h runs on node h / vcpus_per_node;
-// every device is on `device_node` (rank 0).
+// the PLIC, the UART and the finisher are on `device_node` (rank 0); virtio devices are on
+// the node place_device() names (their interrupts travel to the PLIC as DeviceIrq).
 //
 // Requests that need an answer (fence, HSM, MMIO) carry a request id; the caller waits for
 // the reply, serving its own hart's flush requests meanwhile, and gives up when the VM
@@ -11,6 +12,7 @@
 //   kCpu:  Ipi{u32 hart, u64 sent_ns} ExtIrq{u32 hart, u8 level} Fence{u64 req, u32 n, u32 hart*n}
 //          FenceAck{u64 req} HsmStart{u64 req, u32 hart, u64 addr, u64 opaque}
 //          HsmStatus{u64 req, u32 hart} Reply{u64 req, u64 value}
+//          DeviceIrq{u32 source, u8 level} (a device on another node -> the PLIC on node 0)
 //   kMmio: Read{u64 req, u64 gpa, u8 size} Write{u64 req, u64 gpa, u8 size, u64 value}
 //          Reply{u64 req, u64 value}
 // A malformed message is counted and logged, never acted on.
@@ -79,13 +81,18 @@ class ClusterLinks final : public vmm::NodeLinks {
   i64 hart_start(HartId id, u64 start_addr, u64 opaque, const Serve& serve) override;
   std::optional<vmm::HsmState> hart_status(HartId id, const Serve& serve) override;
   void set_external_interrupt(HartId id, bool level) override;
-  bool mmio_is_local(Gpa) const override { return self_ == device_node_; }
+  unsigned self_node() const override { return self_; }
+  void place_device(Gpa base, u64 size, unsigned node) override;
+  void set_device_irq(u32 source, bool level) override;
+  bool mmio_is_local(Gpa gpa) const override { return mmio_node(gpa) == self_; }
   u64 mmio_read(Gpa gpa, unsigned size, const Serve& serve) override;
   void mmio_write(Gpa gpa, unsigned size, u64 value, const Serve& serve) override;
   bool acquire_page(Gpa gpa, memory::AccessType type, const Serve& serve) override;
   void wake_blocked() override;
 
  private:
+  // The node that holds the device window of `gpa` (device_node_ when none was placed).
+  NodeId mmio_node(Gpa gpa) const;
   u64 new_request();
   // Waits for the reply to `req` (serving meanwhile); nullopt if failed or stopping.
   std::optional<u64> wait(u64 req, const Serve& serve);
@@ -107,6 +114,12 @@ class ClusterLinks final : public vmm::NodeLinks {
   const NodeId device_node_;
   std::function<void(const std::string&)> log_;
   dsm::DsmNode* dsm_ = nullptr;
+  struct DeviceWindow {
+    Gpa base;
+    u64 size;
+    NodeId node;
+  };
+  std::vector<DeviceWindow> device_windows_;  // set before boot, then read-only
   vmm::Vm* vm_ = nullptr;
 
   std::mutex mutex_;

@@ -1,6 +1,7 @@
 #include "dsm/local_pages.hpp"
 
 #include <cstring>
+#include <mutex>
 
 namespace dvmm::dsm {
 
@@ -10,6 +11,9 @@ void GuestRamPages::set_access(u64 page, memory::PageAccess access, const WaitHo
   // hart has flushed, none can still reach the page with the old one.
   ram_.set_access(page, access);
   if (static_cast<u8>(access) < static_cast<u8>(old)) {
+    // Device DMA copies under the shared side of this lock after checking the access:
+    // once we hold it, no copy that saw the old access is still running.
+    { std::unique_lock dma_done(ram_.dma_mutex()); }
     if (flusher_) {
       flusher_(page, while_waiting);
     } else if (while_waiting) {

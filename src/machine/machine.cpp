@@ -177,6 +177,22 @@ BootInfo Machine::boot() {
   return info;
 }
 
+void Machine::attach_virtio(unsigned slot, devices::MmioDevice& device) {
+  if (slot >= kVirtioSlots) {
+    throw MachineError("too many virtio devices: the board has " + std::to_string(kVirtioSlots) +
+                       " virtio-mmio slots");
+  }
+  const Gpa base = virtio_slot_base(slot);
+  for (const Slot& s : slots_) {
+    if (s.base == base)
+      throw MachineError("virtio-mmio slot " + std::to_string(slot) + " is taken");
+  }
+  slots_.push_back({base, kVirtioSlotSize, &device, kVirtioFirstIrq + slot,
+                    DeviceTreeConfig::Device::Role::kPlain});
+  std::sort(slots_.begin(), slots_.end(),
+            [](const Slot& a, const Slot& b) { return a.base < b.base; });
+}
+
 devices::MmioDevice* Machine::find(Gpa gpa, unsigned size, u64* offset) {
   // A handful of devices: a linear scan of the sorted slots is as fast as anything.
   for (const Slot& s : slots_) {

@@ -91,6 +91,13 @@ class Machine {
   // Puts every device back into its power-on state.
   void reset_devices();
 
+  // Places `device` (owned by the caller, alive as long as the machine) in virtio-mmio slot
+  // `slot` (window virtio_slot_base(slot), IRQ kVirtioFirstIrq + slot), before boot(). On a
+  // distributed VM every node places every slot (a device on another node as a stand-in
+  // that only describes itself), so that all nodes agree on the board. Throws MachineError
+  // for a bad or taken slot.
+  void attach_virtio(unsigned slot, devices::MmioDevice& device);
+
   // The blob of the last boot().
   const std::vector<u8>& device_tree() const { return dtb_; }
   // Builds the device tree for the current configuration (initrd range as given).

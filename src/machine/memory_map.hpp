@@ -13,8 +13,8 @@
 //   0x1000_0000 +-----------------------------+
 //               |  UART0 ns16550a    IRQ 10   |  0x100
 //   0x1000_1000 +-----------------------------+
-//               |  virtio-mmio slot 0  IRQ 1  |  0x1000 each, 8 slots (reserved for
-//               |  ...                        |  virtio devices; not populated yet)
+//               |  virtio-mmio slot 0  IRQ 1  |  0x1000 each, 8 slots, filled in the
+//               |  ...                        |  order of --disk, --net, ... (vm_devices)
 //               |  virtio-mmio slot 7  IRQ 8  |
 //   0x1000_9000 +-----------------------------+
 //               |  (unmapped)                 |

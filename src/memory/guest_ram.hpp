@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <memory>
+#include <shared_mutex>
 
 #include "base/types.hpp"
 
@@ -36,7 +37,9 @@ class GuestRam {
   u8* host_base() const { return host_; }
 
   bool contains(Gpa gpa) const { return gpa - base_ < size_; }
-  bool contains(Gpa gpa, u64 len) const { return gpa - base_ < size_ && len <= size_ - (gpa - base_); }
+  bool contains(Gpa gpa, u64 len) const {
+    return gpa - base_ < size_ && len <= size_ - (gpa - base_);
+  }
   // Caller has checked contains().
   u8* host_ptr(Gpa gpa) const { return host_ + (gpa - base_); }
   u64 page_index(Gpa gpa) const { return (gpa - base_) >> kPageShift; }
@@ -71,6 +74,11 @@ class GuestRam {
   }
   void note_write_range(Gpa gpa, u64 len);
 
+  // Device DMA on a distributed VM: a device copies a page under the shared side after
+  // checking allows(); the DSM takes the exclusive side after lowering a page's access, so
+  // no copy made under the old access is still running when the page leaves this node.
+  std::shared_mutex& dma_mutex() const { return dma_mutex_; }
+
   // Copies for loaders and devices; both return false when the range is outside RAM.
   bool write(Gpa gpa, const void* src, u64 len);
   bool read(Gpa gpa, void* dst, u64 len) const;
@@ -82,6 +90,7 @@ class GuestRam {
   std::unique_ptr<std::atomic<u8>[]> access_;
   std::unique_ptr<std::atomic<u8>[]> code_flag_;
   std::unique_ptr<std::atomic<u32>[]> code_gen_;
+  mutable std::shared_mutex dma_mutex_;
 };
 
 }  // namespace dvmm::memory

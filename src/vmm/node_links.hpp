@@ -46,6 +46,14 @@ class NodeLinks {
   virtual void set_external_interrupt(HartId id, bool level) = 0;
 
   // ---- devices
+  // This node's number (0 on one node): devices placed on it are created here.
+  virtual unsigned self_node() const { return 0; }
+  // Records that the device window [base, base + size) lives on `node`: accesses to it from
+  // elsewhere are forwarded there. Before boot, the same on every node.
+  virtual void place_device(Gpa /*base*/, u64 /*size*/, unsigned /*node*/) {}
+  // A device on this node raises or lowers its interrupt source on the node that holds the
+  // interrupt controller (node 0). Asynchronous.
+  virtual void set_device_irq(u32 /*source*/, bool /*level*/) {}
   // True if the device window holding `gpa` (or no device at all) is on this node.
   virtual bool mmio_is_local(Gpa gpa) const = 0;
   // Forwarded accesses to the node that holds the device; block until it answered.

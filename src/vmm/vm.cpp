@@ -60,6 +60,12 @@ Vm::Vm(const machine::MachineConfig& config, VmOptions options) : options_(std::
     vcpus_.back()->set_controls(std::make_shared<const VmControls>(options_.controls));
   }
   input_to_sbi_ = console_is_hvc(config.bootargs);
+  devices_ = std::make_unique<VmDevices>(
+      options_.devices, *machine_, *links_, options_.node_count,
+      [this] { return vcpus_should_stop(); }, [this](const std::string& l) { log(l); });
+  if (options_.verbose) {
+    for (const std::string& line : devices_->describe()) log(line);
+  }
 }
 
 Vm::~Vm() {
@@ -383,6 +389,11 @@ void Vm::log_counters() const {
     if (const u64 n = sbi_->calls(i)) line += fmt::format(" {}={}", kSbiNames[i], n);
   }
   log(line);
+  for (const VirtioDeviceStats& d : devices_->stats()) {
+    log(fmt::format("{}: {} notifications, {} interrupts, {} chains, {} errors; {}", d.name,
+                    d.transport.notifications, d.transport.interrupts, d.transport.chains,
+                    d.transport.errors, d.detail));
+  }
   if (const u64 n = machine_->unmapped_accesses())
     log(fmt::format("unmapped MMIO accesses: {}", n));
 }

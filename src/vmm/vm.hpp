@@ -23,6 +23,7 @@
 #include "vmm/trace_buffer.hpp"
 #include "vmm/vcpu.hpp"
 #include "vmm/vm_controls.hpp"
+#include "vmm/vm_devices.hpp"
 
 namespace dvmm::vmm {
 
@@ -54,6 +55,10 @@ struct VmOptions {
   bool reboot_allowed = true;
   // The execution controls every vCPU starts with (issue 6).
   VmControls controls;
+  // The virtio devices (disks, network cards, rng, console) and the VM's node count
+  // (node=N placements are checked against it).
+  VmDeviceSpecs devices;
+  unsigned node_count = 1;
 };
 
 struct VmResult {
@@ -109,6 +114,7 @@ class Vm final : private SbiPlatform {
   TraceBuffer& trace() { return trace_; }
 
   machine::Machine& machine() { return *machine_; }
+  VmDevices& devices() { return *devices_; }
   NodeLinks& node_links() { return *links_; }
   Sbi& sbi() { return *sbi_; }
 
@@ -150,6 +156,7 @@ class Vm final : private SbiPlatform {
   std::unique_ptr<machine::Machine> machine_;
   std::unique_ptr<Sbi> sbi_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::unique_ptr<VmDevices> devices_;  // after the harts: its workers stop first
   std::atomic<bool> stop_vcpus_{false};
   bool booted_ = false;
   std::atomic<bool> running_{false};
