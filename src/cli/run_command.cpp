@@ -145,6 +145,20 @@ void add_guest_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_flag("--rng", o.rng, "A virtio-rng device fed from the host's getrandom()");
   cmd->add_option("--vconsole", o.vconsole,
                   "A virtio console (/dev/hvc0 in the guest) whose output is appended to FILE");
+  cmd->add_option("--root", o.root,
+                  "Boot from a disk: the guest's init checks /dev/DEV (e.g. vda, the first "
+                  "--disk) with e2fsck and switches to it as its root file system; the "
+                  "built-in guest's rootfs.ext4 is such a disk (copy it first)")
+      ->check(CLI::Validator(
+          [](std::string& s) -> std::string {
+            if (s.rfind("/dev/", 0) == 0) s = s.substr(5);
+            if (s.empty() ||
+                s.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789") != std::string::npos) {
+              return "expected a device name such as vda";
+            }
+            return {};
+          },
+          "DEV"));
   cmd->add_option("command", o.command, "Command to run in the guest (after --)");
 }
 
@@ -364,6 +378,7 @@ int run_command(const RunOptions& o) {
     } else {
       config.bootargs = o.verbose ? kVerboseAppend : command_mode ? kCommandAppend : kDefaultAppend;
     }
+    if (!o.root.empty()) config.bootargs += " root=/dev/" + o.root;
   }
   const bool has_console = rank == 0;
 

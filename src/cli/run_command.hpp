@@ -62,6 +62,8 @@ struct RunOptions {
   std::vector<std::string> nets;
   bool rng = false;
   std::string vconsole;
+  // --root DEV: the guest's init mounts /dev/DEV as its root (added to the command line).
+  std::string root;
 };
 
 // Adds the `run` subcommand and its options to `app`.

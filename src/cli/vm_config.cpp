@@ -17,8 +17,10 @@
 #include <span>
 
 #include "cli/vm_name.hpp"
+#include "devices/net/net_backend.hpp"
 #include "machine/machine.hpp"
 #include "vmm/vm_controls.hpp"
+#include "vmm/vm_devices.hpp"
 
 namespace dvmm::cli {
 
@@ -169,6 +171,28 @@ class Reader {
     std::filesystem::path p(s);
     if (p.is_relative() && !dir_.empty()) p = dir_ / p;
     return p.string();
+  }
+
+  // --disk specs (vmm::parse_disk_spec), checked; a relative image path is relative to the
+  // configuration file's directory.
+  std::vector<std::string> disk_specs(const toml::node& n, std::string_view key) const {
+    std::vector<std::string> out;
+    const toml::array& a = array(n, key);
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const std::string item_key = fmt::format("{}[{}]", key, i);
+      std::string spec = string(a[i], item_key);
+      try {
+        const vmm::DiskSpec d = vmm::parse_disk_spec(spec);
+        if (std::filesystem::path(d.path).is_relative() && !dir_.empty()) {
+          const std::size_t at = spec.find(d.path);
+          spec.replace(at, d.path.size(), (dir_ / d.path).string());
+        }
+      } catch (const std::invalid_argument& e) {
+        fail(a[i], item_key, e.what());
+      }
+      out.push_back(spec);
+    }
+    return out;
   }
 
   const toml::array& array(const toml::node& n, std::string_view key) const {
@@ -331,6 +355,33 @@ const Rule kTopRules[] = {
     {"command", "command", nullptr,
      [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
        o.command = r.strings(n, key);
+     }},
+    {"disks", "--disk", nullptr,
+     [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
+       o.disks = r.disk_specs(n, key);
+     }},
+    {"nets", "--net", nullptr,
+     [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
+       o.nets = r.strings(n, key);
+       for (std::size_t i = 0; i < o.nets.size(); ++i) {
+         try {
+           devices::parse_net_spec(o.nets[i]);
+         } catch (const devices::NetError& e) {
+           r.fail(*n.as_array()->get(i), fmt::format("{}[{}]", key, i), e.what());
+         }
+       }
+     }},
+    {"rng", "--rng", nullptr,
+     [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
+       o.rng = r.boolean(n, key);
+     }},
+    {"vconsole", "--vconsole", nullptr,
+     [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
+       o.vconsole = r.path(n, key);
+     }},
+    {"root", "--root", nullptr,
+     [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
+       o.root = r.string(n, key);
      }},
 };
 

@@ -172,6 +172,25 @@ class VirtioTests(unittest.TestCase):
                                  text=True).stdout
             self.assertEqual(got.strip(), f"vm{i}")
 
+    def test_boot_from_rootfs_disk(self):
+        gdir = subprocess.run([os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                            "..", "guest", "build.sh"), "--print-dir"],
+                              capture_output=True, text=True).stdout.strip()
+        rootfs = os.path.join(gdir, "rootfs.ext4")
+        self.assertTrue(os.path.exists(rootfs), "the guest build makes rootfs.ext4")
+        d = work_dir("boot_disk")
+        img = os.path.join(d, "root.ext4")
+        shutil.copyfile(rootfs, img)
+        p = guest("grep ' / ' /proc/mounts; echo kept > /persist; sync", "--disk", img,
+                  "--root", "vda")
+        self.assertClean(p)
+        self.assertRegex(p.stdout, r"(?m)^/dev/vda / ext4 rw")
+        p = guest("cat /persist; e2fsck -V 2>&1 | head -1", "--disk", img, "--root", "vda")
+        self.assertClean(p)
+        self.assertIn("kept", p.stdout)
+        rc, out = host_fsck(img)
+        self.assertEqual(rc, 0, out)
+
     def test_disk_read_only(self):
         d = work_dir("disk_ro")
         img = os.path.join(d, "ro.img")
@@ -276,7 +295,8 @@ class VirtioTests(unittest.TestCase):
         b_cmd = ("ifconfig eth0 10.1.0.2 netmask 255.255.255.0 up && "
                  "ping -c 3 -W 5 10.1.0.1 && " + MAKE_DATA + " && "
                  "for i in $(seq 1 100); do nc -w 3 10.1.0.1 5000 < /tmp/data && break; sleep 1; done; "
-                 "echo SENT")
+                 # busybox nc sends its FIN only when it exits: give it time to reach A.
+                 "echo SENT; sleep 2")
         timeout = CLUSTER_TIMEOUT if extra_b else BOOT_TIMEOUT
         a = subprocess.Popen([DVMM, "run", "--net", f"switch={switch}", "--timeout",
                               str(timeout), "--", "sh", "-c", a_cmd],

@@ -25,6 +25,8 @@ namespace {
 
 constexpr std::size_t kEthernetHeader = 14;
 constexpr int kSocketBufferBytes = 4 << 20;
+// How long a unicast frame waits for room at a full receiver before it is dropped.
+constexpr long kUnicastWaitUs = 20000;
 constexpr u64 kRefreshWithoutInotifyNs = 100'000'000;  // 100 ms
 constexpr int kFramesPerWakeup = 64;  // then poll again, so stop() is seen under load
 constexpr std::string_view kSocketSuffix = ".sock";
@@ -149,6 +151,11 @@ bool SwitchBackend::join() {
   // Best effort: the kernel caps them at net.core.{w,r}mem_max.
   ::setsockopt(socket_fd_, SOL_SOCKET, SO_SNDBUF, &kSocketBufferBytes, sizeof(kSocketBufferBytes));
   ::setsockopt(socket_fd_, SOL_SOCKET, SO_RCVBUF, &kSocketBufferBytes, sizeof(kSocketBufferBytes));
+  // A unicast frame to a member whose queue is full waits this long for room (flow control,
+  // like a switch with pause frames); the kernel queues only net.unix.max_dgram_qlen
+  // datagrams per receiver (10 by default), far too few for a burst of TCP segments.
+  const timeval send_wait{0, kUnicastWaitUs};
+  ::setsockopt(socket_fd_, SOL_SOCKET, SO_SNDTIMEO, &send_wait, sizeof(send_wait));
 
   // The lock makes probing and replacing a stale socket atomic against other joiners.
   const int directory_fd = ::open(directory_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -258,7 +265,7 @@ void SwitchBackend::send(std::span<const u8> frame) {
       member = find_member(destination);
     }
     if (member != nullptr) {
-      deliver(*member, frame);
+      deliver(*member, frame, /*wait=*/true);
       return;
     }
     // Nobody has that MAC: flood, as a switch does with an unknown destination.
@@ -266,7 +273,7 @@ void SwitchBackend::send(std::span<const u8> frame) {
     refresh_members_if_changed();
   }
   for (Member& member : members_) {
-    if (!member.gone) deliver(member, frame);
+    if (!member.gone) deliver(member, frame, /*wait=*/false);
   }
 }
 
@@ -302,11 +309,14 @@ void SwitchBackend::load_members() {
   ::closedir(directory);
 }
 
-void SwitchBackend::deliver(Member& member, std::span<const u8> frame) {
-  const ssize_t sent =
-      ::sendto(socket_fd_, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
-               reinterpret_cast<const sockaddr*>(&member.address), member.address_length);
-  // EAGAIN (the receiver is full) and the like: the frame is lost, as on a busy link.
+void SwitchBackend::deliver(Member& member, std::span<const u8> frame, bool wait) {
+  ssize_t sent;
+  do {
+    sent =
+        ::sendto(socket_fd_, frame.data(), frame.size(), (wait ? 0 : MSG_DONTWAIT) | MSG_NOSIGNAL,
+                 reinterpret_cast<const sockaddr*>(&member.address), member.address_length);
+  } while (sent < 0 && errno == EINTR);
+  // EAGAIN (the receiver stayed full) and the like: the frame is lost, as on a busy link.
   if (sent < 0 && (errno == ECONNREFUSED || errno == ENOENT)) member.gone = true;
 }
 

@@ -64,7 +64,9 @@ class SwitchBackend final : public NetBackend {
   Member* find_member(const MacAddress& mac);
   void refresh_members_if_changed();
   void load_members();
-  void deliver(Member& member, std::span<const u8> frame);
+  // `wait`: a unicast frame may wait kUnicastWaitUs for room at the receiver; floods never
+  // wait (one slow member must not hold up the others).
+  void deliver(Member& member, std::span<const u8> frame, bool wait);
   void remove_socket_file();
 
   std::string name_;

@@ -2,6 +2,7 @@
 // errors that name the file, line and key, and flags that override the file.
 #include "cli/vm_config.hpp"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -193,7 +194,7 @@ TEST_F(VmConfig, ErrorsNameFileLineAndKey) {
       {"vcpus = 2\nvcpu = 2\n", "2: vcpu: ", "unknown key (known: name, vcpus"},
       {"[cluster]\nnodes = 2\nnode = 2\n", "3: cluster.node: ", "known in [cluster]: nodes"},
       {"\n[controls]\nexception = []\n", "3: controls.exception: ", "unknown key"},
-      {"[disks]\n", "1: disks: ", "unknown key"},
+      {"[volumes]\n", "1: volumes: ", "unknown key"},
       // wrong types
       {"vcpus = \"2\"\n", "1: vcpus: ", "expected an integer, not a string"},
       {"name = 7\n", "1: name: ", "expected a string, not an integer"},
@@ -390,6 +391,33 @@ TEST_F(VmConfig, PageFaultFilter) {
       << reversed;
   const std::string single = error_for("[controls]\npage_fault_filter = [5]\n");
   EXPECT_NE(single.find("controls.page_fault_filter"), std::string::npos) << single;
+}
+
+TEST_F(VmConfig, DevicesAreReadAndChecked) {
+  const std::string path = write(R"(
+disks = ["images/a.qcow2,readonly=on", "/abs/b.img,node=1"]
+nets = ["user,hostfwd=tcp::2222-:22", "switch=lab"]
+rng = true
+vconsole = "hvc.log"
+root = "vda"
+)");
+  RunOptions o;
+  apply_vm_config(path, o);
+  ASSERT_EQ(o.disks.size(), 2u);
+  EXPECT_EQ(o.disks[0], (dir_ / "images/a.qcow2").string() + ",readonly=on");
+  EXPECT_EQ(o.disks[1], "/abs/b.img,node=1");
+  EXPECT_EQ(o.nets, (std::vector<std::string>{"user,hostfwd=tcp::2222-:22", "switch=lab"}));
+  EXPECT_TRUE(o.rng);
+  EXPECT_EQ(o.vconsole, (dir_ / "hvc.log").string());
+  EXPECT_EQ(o.root, "vda");
+}
+
+TEST_F(VmConfig, BadDevicesNameTheKeyAndLine) {
+  EXPECT_THAT(error_for("vcpus = 1\ndisks = [\"a.img,format=vmdk\"]\n"),
+              ::testing::AllOf(::testing::HasSubstr(":2: disks[0]"), ::testing::HasSubstr("vmdk")));
+  EXPECT_THAT(error_for("nets = [\"user\", \"bogus=1\"]\n"),
+              ::testing::AllOf(::testing::HasSubstr("nets[1]"), ::testing::HasSubstr("bogus")));
+  EXPECT_THAT(error_for("disks = \"a.img\"\n"), ::testing::HasSubstr("disks"));
 }
 
 }  // namespace
