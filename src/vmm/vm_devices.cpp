@@ -297,7 +297,8 @@ std::vector<VirtioDeviceStats> VmDevices::stats() const {
       const auto c = l->net->counters();
       s.detail = "rx " + std::to_string(c.rx_frames) + " frames (" + std::to_string(c.rx_bytes) +
                  " B, " + std::to_string(c.rx_dropped) + " dropped), tx " +
-                 std::to_string(c.tx_frames) + " frames (" + std::to_string(c.tx_bytes) + " B)";
+                 std::to_string(c.tx_frames) + " frames (" + std::to_string(c.tx_bytes) + " B, " +
+                 std::to_string(c.tx_dropped) + " dropped by the backend)";
     } else if (l->rng) {
       s.detail = std::to_string(l->rng->bytes_given()) + " random bytes given";
     }

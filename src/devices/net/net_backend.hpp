@@ -12,6 +12,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <span>
@@ -71,6 +72,15 @@ class NetBackend {
   virtual void send(std::span<const u8> frame) = 0;
   // Stops the backend's thread; no receive callback runs after it returns. Idempotent.
   virtual void stop() = 0;
+  // Frames from the guest that could not be passed on (the other side stayed full). Any
+  // thread.
+  u64 dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+ protected:
+  void count_drop() { dropped_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<u64> dropped_{0};
 };
 
 // Opens the backend a spec names. `runtime_dir` is where switches live

@@ -252,7 +252,10 @@ void SlirpBackend::send(std::span<const u8> frame) {
   bool was_empty = false;
   {
     std::lock_guard lock(queue_mutex_);
-    if (queued_frames_.size() >= kMaxQueuedFrames) return;  // the stack is behind: drop
+    if (queued_frames_.size() >= kMaxQueuedFrames) {  // the stack is behind: drop
+      count_drop();
+      return;
+    }
     was_empty = queued_frames_.empty();
     queued_frames_.emplace_back(frame.begin(), frame.end());
   }

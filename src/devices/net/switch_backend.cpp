@@ -317,7 +317,11 @@ void SwitchBackend::deliver(Member& member, std::span<const u8> frame, bool wait
                  reinterpret_cast<const sockaddr*>(&member.address), member.address_length);
   } while (sent < 0 && errno == EINTR);
   // EAGAIN (the receiver stayed full) and the like: the frame is lost, as on a busy link.
-  if (sent < 0 && (errno == ECONNREFUSED || errno == ENOENT)) member.gone = true;
+  if (sent < 0 && (errno == ECONNREFUSED || errno == ENOENT)) {
+    member.gone = true;
+  } else if (sent < 0 && wait) {
+    count_drop();  // a unicast frame that a live member had no room for
+  }
 }
 
 }  // namespace dvmm::devices

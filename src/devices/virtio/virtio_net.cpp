@@ -132,7 +132,9 @@ void VirtioNet::reset() {
 
 VirtioNetCounters VirtioNet::counters() const {
   std::lock_guard lock(mutex_);
-  return counters_;
+  VirtioNetCounters c = counters_;
+  c.tx_dropped = backend_->dropped();
+  return c;
 }
 
 }  // namespace dvmm::devices

@@ -22,6 +22,7 @@ namespace dvmm::devices {
 
 struct VirtioNetCounters {
   u64 rx_frames = 0, rx_bytes = 0, rx_dropped = 0, tx_frames = 0, tx_bytes = 0, tx_errors = 0;
+  u64 tx_dropped = 0;  // sent by the guest, lost by the backend (the other side was full)
 };
 
 class VirtioNet final : public VirtioDevice {

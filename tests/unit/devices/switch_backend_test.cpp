@@ -191,6 +191,21 @@ TEST_F(SwitchBackendTest, StaleSocketIsReplaced) {
   ASSERT_TRUE(inbox_b.wait_for(1));
 }
 
+TEST_F(SwitchBackendTest, FullMemberMakesUnicastWaitThenCountsDrops) {
+  auto a = join(kMacA, nullptr);
+  auto b = join(kMacB, nullptr);  // joined but never reads: its queue fills up
+  EXPECT_EQ(a->dropped(), 0u);
+  const auto started = std::chrono::steady_clock::now();
+  for (u8 i = 0; i < 40; ++i) a->send(frame(kMacB, kMacA, i));
+  // The kernel queues about net.unix.max_dgram_qlen (10 by default) datagrams per socket;
+  // each frame beyond waited for room (20 ms) before it was dropped and counted.
+  EXPECT_GT(a->dropped(), 0u);
+  EXPECT_LT(a->dropped(), 40u);
+  EXPECT_GE(std::chrono::steady_clock::now() - started,
+            std::chrono::milliseconds(20) * a->dropped());
+  EXPECT_EQ(b->dropped(), 0u);
+}
+
 TEST_F(SwitchBackendTest, StopJoinsAndLeaves) {
   Inbox inbox_a;
   auto a = join(kMacA, &inbox_a);
