@@ -106,7 +106,7 @@ void add_guest_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_option("--initrd-extra", o.initrd_extra,
                   "A cpio archive (plain or compressed) appended to the initrd, e.g. with your "
                   "own programs; repeatable")
-      ->take_last()
+      ->allow_extra_args(false)  // one value per flag, so `--disk IMG -- CMD -x` works
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--append", o.append,
                   std::string("Kernel command line, replacing the default (\"") + kDefaultAppend +
@@ -133,18 +133,18 @@ void add_guest_options(CLI::App* cmd, RunOptions& o) {
   cmd->add_option("--disk", o.disks,
                   "A virtio disk: PATH[,format=raw|qcow2][,readonly=on][,node=N][,serial=S] "
                   "(vda, vdb, ... in order; node: the node that holds it); repeatable")
-      ->take_last()
+      ->allow_extra_args(false)  // one value per flag, so `--disk IMG -- CMD -x` works
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--net", o.nets,
                   "A virtio network card: user[,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]... "
                   "(NAT through libslirp), switch=NAME (a virtual switch shared with the other "
                   "VMs of this host that join NAME) or tap=IFNAME; then [,mac=..][,node=N]; "
                   "repeatable")
-      ->take_last()
+      ->allow_extra_args(false)  // one value per flag, so `--disk IMG -- CMD -x` works
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_flag("--rng", o.rng, "A virtio-rng device fed from the host's getrandom()");
   cmd->add_option("--vconsole", o.vconsole,
-                  "A virtio console (/dev/hvc0 in the guest) whose output is appended to FILE");
+                  "A virtio console (/dev/hvc1 in the guest) whose output is appended to FILE");
   cmd->add_option("--root", o.root,
                   "Boot from a disk: the guest's init checks /dev/DEV (e.g. vda, the first "
                   "--disk) with e2fsck and switches to it as its root file system; the "

@@ -203,6 +203,10 @@ class VirtioTests(unittest.TestCase):
         self.assertEqual(p.stdout.strip().splitlines()[0], "1")
         self.assertRegex(p.stdout, r"DD=[1-9]")
         self.assertEqual(sha256_file(img), before)
+        # A repeatable option right before `--` takes one value: the command keeps its flags.
+        p, _ = run_dvmm(["run", "--disk", img + ",readonly=on", "--", "ls", "-l", "/dev/vda"])
+        self.assertClean(p)
+        self.assertRegex(p.stdout, r"^brw.*/dev/vda")  # ls colours the name
 
     def test_disk_bad_inputs(self):
         d = work_dir("disk_bad")
