@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
-#include <cctype>
 #include <cstdlib>
 #include <memory>
 #include <stdexcept>
@@ -11,6 +10,7 @@
 #include "devices/block/block_image.hpp"
 #include "devices/block/qcow2_image.hpp"
 #include "devices/block/raw_image.hpp"
+#include "machine/machine.hpp"
 
 namespace dvmm::cli {
 
@@ -129,50 +129,18 @@ int info(const ImageCommandOptions& o, std::FILE* out) {
 }  // namespace
 
 u64 parse_image_size(std::string_view text) {
-  const std::string shown(text);
-  auto bad = [&](const std::string& why) {
-    return std::invalid_argument("invalid size '" + shown + "': " + why);
-  };
-  std::size_t i = 0;
-  u64 value = 0;
-  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
-    const u64 digit = static_cast<u64>(text[i] - '0');
-    if (value > (~u64{0} - digit) / 10) throw bad("too large");
-    value = value * 10 + digit;
-    ++i;
+  // machine::parse_memory_size reads a bare number as MiB; an image size must say its unit.
+  const std::size_t digits = text.find_first_not_of("0123456789");
+  if (digits == std::string_view::npos) {
+    throw std::invalid_argument("invalid image size '" + std::string(text) +
+                                "': give a unit: K, M, G or T (binary), or B for bytes, e.g. "
+                                "10G or 1048576B");
   }
-  if (i == 0) throw bad("expected a number with a unit, e.g. 10G");
-  std::string unit(text.substr(i));
-  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.empty()) {
-    throw bad("give a unit: K, M, G or T (binary), or B for bytes, e.g. 10G or 1048576B");
+  try {
+    return machine::parse_memory_size(text, "image size");
+  } catch (const machine::MachineError& e) {
+    throw std::invalid_argument(e.what());
   }
-  unsigned shift = 0;
-  switch (unit[0]) {
-    case 'B':
-      shift = 0;
-      break;
-    case 'K':
-      shift = 10;
-      break;
-    case 'M':
-      shift = 20;
-      break;
-    case 'G':
-      shift = 30;
-      break;
-    case 'T':
-      shift = 40;
-      break;
-    default:
-      throw bad("unknown unit; use K, M, G or T (binary), or B for bytes");
-  }
-  const std::string rest = unit.substr(1);
-  if (!(rest.empty() || (shift != 0 && (rest == "B" || rest == "IB")))) {
-    throw bad("unknown unit; use K, M, G or T (binary), or B for bytes");
-  }
-  if (shift != 0 && value > (~u64{0} >> shift)) throw bad("too large");
-  return value << shift;
 }
 
 int image_command(const ImageCommandOptions& options, std::FILE* out) {

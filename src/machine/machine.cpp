@@ -20,10 +20,10 @@ std::string size_text(u64 bytes) {
 
 }  // namespace
 
-u64 parse_memory_size(std::string_view text) {
+u64 parse_memory_size(std::string_view text, std::string_view what) {
   const std::string shown(text);
   auto bad = [&](const std::string& why) {
-    return MachineError("invalid memory size '" + shown + "': " + why);
+    return MachineError("invalid " + std::string(what) + " '" + shown + "': " + why);
   };
   std::size_t i = 0;
   while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;

@@ -139,6 +139,7 @@ void check_memory_size(u64 bytes);
 
 // Parses a memory size as QEMU does: a number with an optional K, M, G or T suffix (binary
 // units; "iB"/"B" may follow); a bare number means MiB. Throws MachineError with a message.
-u64 parse_memory_size(std::string_view text);
+// `what` names the quantity in the messages ("memory size", "image size").
+u64 parse_memory_size(std::string_view text, std::string_view what = "memory size");
 
 }  // namespace dvmm::machine

@@ -114,37 +114,32 @@ void ImageFile::fail(const std::string& action, int error) const {
   throw ImageError(quoted(path_) + ": " + action + ": " + std::strerror(error));
 }
 
-void ImageFile::read_exact(u64 offset, std::span<u8> out, const char* what) const {
+std::size_t ImageFile::read_available(u64 offset, std::span<u8> out,
+                                      const std::string& action) const {
   std::size_t done = 0;
   while (done < out.size()) {
     const ssize_t n =
         ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      fail(std::string("cannot read the ") + what + " at offset " + std::to_string(offset + done),
-           errno);
+      fail(action + " at offset " + std::to_string(offset + done), errno);
     }
-    if (n == 0) {
-      throw ImageError(quoted(path_) + ": the " + what + " at offset " + std::to_string(offset) +
-                       " lies beyond the end of the file (" + std::to_string(size_) +
-                       " bytes): truncated or corrupt image");
-    }
+    if (n == 0) break;  // end of file
     done += static_cast<std::size_t>(n);
+  }
+  return done;
+}
+
+void ImageFile::read_exact(u64 offset, std::span<u8> out, const char* what) const {
+  if (read_available(offset, out, std::string("cannot read the ") + what) < out.size()) {
+    throw ImageError(quoted(path_) + ": the " + what + " at offset " + std::to_string(offset) +
+                     " lies beyond the end of the file (" + std::to_string(size_) +
+                     " bytes): truncated or corrupt image");
   }
 }
 
 void ImageFile::read_zero_filled(u64 offset, std::span<u8> out) const {
-  std::size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n =
-        ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail("cannot read at offset " + std::to_string(offset + done), errno);
-    }
-    if (n == 0) break;
-    done += static_cast<std::size_t>(n);
-  }
+  const std::size_t done = read_available(offset, out, "cannot read");
   std::fill(out.begin() + static_cast<std::ptrdiff_t>(done), out.end(), u8{0});
 }
 

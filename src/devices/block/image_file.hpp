@@ -52,6 +52,9 @@ class ImageFile {
 
  private:
   [[noreturn]] void fail(const std::string& action, int error) const;
+  // Reads up to out.size() bytes (fewer at the end of the file); returns how many. Throws
+  // ImageError naming `action` on an I/O error.
+  std::size_t read_available(u64 offset, std::span<u8> out, const std::string& action) const;
 
   std::string path_;
   bool read_only_;
