@@ -346,17 +346,24 @@ def versions(args):
     return q, dv
 
 
+def read_manifest(gdir):
+    """The guest image's manifest (guest/build.sh): {key: value}."""
+    manifest = {}
+    mf = os.path.join(gdir, "manifest")
+    if os.path.exists(mf):
+        with open(mf) as f:
+            for line in f:
+                if "=" in line:
+                    k, v = line.rstrip("\n").split("=", 1)
+                    manifest[k] = v
+    return manifest
+
+
 def report(args, gdir, res, missing, started, load):
     """missing: {"init"|"true"|"cpu": why dvmm was not measured}."""
     L = []
     q_ver, d_ver = versions(args)
-    manifest = {}
-    mf = os.path.join(gdir, "manifest")
-    if os.path.exists(mf):
-        for line in open(mf):
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                manifest[k] = v
+    manifest = read_manifest(gdir)
     L.append(f"### Results of {started:%Y-%m-%d %H:%M} UTC")
     L.append("")
     L.append(f"- Machine: {machine_info()}; load average {load[0]} at start, {load[1]} at end.")

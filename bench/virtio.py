@@ -500,13 +500,7 @@ def versions(args):
 def report(args, gdir, res, failed, started, load, minutes):
     L = []
     q_ver, d_ver = versions(args)
-    manifest = {}
-    mf = os.path.join(gdir, "manifest")
-    if os.path.exists(mf):
-        for line in open(mf):
-            if "=" in line:
-                k, v = line.rstrip("\n").split("=", 1)
-                manifest[k] = v
+    manifest = benchrun.read_manifest(gdir)
     L.append(f"### Results of {started:%Y-%m-%d %H:%M} UTC")
     L.append("")
     L.append(f"- Machine: {benchrun.machine_info()}; load average {load[0]} at start, "
