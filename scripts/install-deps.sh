@@ -24,6 +24,8 @@ PACKAGES=(
   spin
   # cluster transport (UCX: shared memory, TCP, RDMA verbs) and its reference benchmark
   libucx-dev ucx-utils
+  # the inter-VM communication benchmark's host reference (bench/ivc.sh: mpicc, mpiexec)
+  mpich libmpich-dev
 )
 
 missing=()
