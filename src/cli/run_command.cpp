@@ -142,6 +142,12 @@ void add_guest_options(CLI::App* cmd, RunOptions& o) {
                   "repeatable")
       ->allow_extra_args(false)  // one value per flag, so `--disk IMG -- CMD -x` works
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  cmd->add_option("--ivc", o.ivcs,
+                  "Join an inter-VM communication group of this host: GROUP[,size=64M][,rank=R]"
+                  "[,members=N] (mailbox registers and shared memory, /dev/uioN in the guest, "
+                  "libdvmmipc; see docs/IVC.md); repeatable, one node only")
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_flag("--rng", o.rng, "A virtio-rng device fed from the host's getrandom()");
   cmd->add_option("--vconsole", o.vconsole,
                   "A virtio console (/dev/hvc1 in the guest) whose output is appended to FILE");
@@ -394,8 +400,12 @@ int run_command(const RunOptions& o) {
   try {
     for (const std::string& d : o.disks) vo.devices.disks.push_back(vmm::parse_disk_spec(d));
     for (const std::string& n : o.nets) vo.devices.nets.push_back(devices::parse_net_spec(n));
+    for (const std::string& g : o.ivcs) vo.devices.ivcs.push_back(vmm::parse_ivc_spec(g));
   } catch (const std::exception& e) {
     return fail(e.what());
+  }
+  if (nodes > 1 && !vo.devices.ivcs.empty()) {
+    return fail("--ivc needs a VM on one node (the shared memory is an object of one host)");
   }
   vo.devices.rng = o.rng;
   vo.devices.console_output = o.vconsole;

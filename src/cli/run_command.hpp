@@ -62,6 +62,9 @@ struct RunOptions {
   std::vector<std::string> nets;
   bool rng = false;
   std::string vconsole;
+  // --ivc GROUP[,size=..][,rank=R][,members=N]: inter-VM communication groups
+  // (vmm::parse_ivc_spec).
+  std::vector<std::string> ivcs;
   // --root DEV: the guest's init mounts /dev/DEV as its root (added to the command line).
   std::string root;
 };

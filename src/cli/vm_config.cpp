@@ -371,6 +371,17 @@ const Rule kTopRules[] = {
          }
        }
      }},
+    {"ivc", "--ivc", nullptr,
+     [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
+       o.ivcs = r.strings(n, key);
+       for (std::size_t i = 0; i < o.ivcs.size(); ++i) {
+         try {
+           vmm::parse_ivc_spec(o.ivcs[i]);
+         } catch (const std::invalid_argument& e) {
+           r.fail(*n.as_array()->get(i), fmt::format("{}[{}]", key, i), e.what());
+         }
+       }
+     }},
     {"rng", "--rng", nullptr,
      [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
        o.rng = r.boolean(n, key);

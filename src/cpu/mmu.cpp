@@ -17,24 +17,30 @@ constexpr u64 kPpnMask = (u64{1} << 44) - 1;
 
 u64 page_fault_cause(AccessType t) {
   switch (t) {
-    case AccessType::kExecute: return kInsnPageFault;
-    case AccessType::kWrite: return kStorePageFault;
-    default: return kLoadPageFault;
+    case AccessType::kExecute:
+      return kInsnPageFault;
+    case AccessType::kWrite:
+      return kStorePageFault;
+    default:
+      return kLoadPageFault;
   }
 }
 u64 access_fault_cause(AccessType t) {
   switch (t) {
-    case AccessType::kExecute: return kInsnAccessFault;
-    case AccessType::kWrite: return kStoreAccessFault;
-    default: return kLoadAccessFault;
+    case AccessType::kExecute:
+      return kInsnAccessFault;
+    case AccessType::kWrite:
+      return kStoreAccessFault;
+    default:
+      return kLoadAccessFault;
   }
 }
 
 enum class WalkStatus { kOk, kPageFault, kAccessFault, kNotPresent };
 struct WalkResult {
   WalkStatus status;
-  Gpa gpa;           // translated address, or the PTE address for kNotPresent
-  AccessType needed; // for kNotPresent: the access the PTE page needs
+  Gpa gpa;            // translated address, or the PTE address for kNotPresent
+  AccessType needed;  // for kNotPresent: the access the PTE page needs
 };
 
 // The page walk. `update` says whether A/D bits may be set (false for debugger reads).
@@ -60,7 +66,8 @@ WalkResult walk(const memory::GuestRam& ram, u64 satp, Privilege priv, u64 sstat
       }
       u64* pte_ptr = reinterpret_cast<u64*>(ram.host_ptr(pte_addr));
       const u64 pte = __atomic_load_n(pte_ptr, __ATOMIC_ACQUIRE);
-      if (!(pte & kPteV) || (!(pte & kPteR) && (pte & kPteW))) return {WalkStatus::kPageFault, 0, type};
+      if (!(pte & kPteV) || (!(pte & kPteR) && (pte & kPteW)))
+        return {WalkStatus::kPageFault, 0, type};
       if (pte >> 54) return {WalkStatus::kPageFault, 0, type};  // reserved / Svpbmt / Svnapot bits
       const u64 ppn = (pte >> 10) & kPpnMask;
       if (!(pte & (kPteR | kPteX))) {  // pointer to the next level
@@ -114,16 +121,25 @@ WalkResult walk(const memory::GuestRam& ram, u64 satp, Privilege priv, u64 sstat
   }
 }
 
+// After a store to `gpa` (RAM or a memory window, which has no code tracking).
+void note_gpa_write(memory::GuestRam& ram, Gpa gpa) {
+  if (ram.contains(gpa)) ram.note_write(ram.page_index(gpa));
+}
+
 }  // namespace
 
 Gpa Hart::translate(u64 va, AccessType type) {
   counters_.page_walks.fetch_add(1, std::memory_order_relaxed);
   const WalkResult r = walk(ram_, satp_, priv_, sstatus_, va, type, true);
   switch (r.status) {
-    case WalkStatus::kOk: return r.gpa;
-    case WalkStatus::kPageFault: raise(page_fault_cause(type), va);
-    case WalkStatus::kAccessFault: raise(access_fault_cause(type), va);
-    case WalkStatus::kNotPresent: exit_with(ExitPageNotPresent{r.gpa & ~kPageMask, r.needed});
+    case WalkStatus::kOk:
+      return r.gpa;
+    case WalkStatus::kPageFault:
+      raise(page_fault_cause(type), va);
+    case WalkStatus::kAccessFault:
+      raise(access_fault_cause(type), va);
+    case WalkStatus::kNotPresent:
+      exit_with(ExitPageNotPresent{r.gpa & ~kPageMask, r.needed});
   }
   raise(page_fault_cause(type), va);
 }
@@ -138,10 +154,20 @@ u8* Hart::translate_to_host(u64 va, AccessType type, Gpa* gpa_out) {
   counters_.tlb_misses.fetch_add(1, std::memory_order_relaxed);
   const Gpa gpa = translate(va, type);
   *gpa_out = gpa;
-  if (!ram_.contains(gpa)) return nullptr;
-  const u64 page = ram_.page_index(gpa);
-  if (!ram_.allows(page, type)) exit_with(ExitPageNotPresent{gpa & ~kPageMask, type});
-  u8* host = ram_.host_ptr(gpa);
+  u64 page;
+  u8* host;
+  if (DVMM_LIKELY(ram_.contains(gpa))) {
+    page = ram_.page_index(gpa);
+    if (!ram_.allows(page, type)) exit_with(ExitPageNotPresent{gpa & ~kPageMask, type});
+    host = ram_.host_ptr(gpa);
+  } else {
+    // A memory window (inter-VM shared memory) is data only: fetching from it is an
+    // access fault, like fetching from MMIO.
+    const memory::MemoryWindow* w = ram_.window_for(gpa);
+    if (w == nullptr || type == AccessType::kExecute) return nullptr;
+    page = ram_.window_page_index();
+    host = w->host + (gpa - w->base);
+  }
   TlbEntry& e = tlb_entry(type, va);
   e.tag = va >> kPageShift;
   e.addend = reinterpret_cast<i64>(host - (va & kPageMask)) - static_cast<i64>(va & ~kPageMask);
@@ -160,7 +186,8 @@ void Hart::flush_tlb() {
 }
 
 void Hart::note_host_write(const u8* host) {
-  ram_.note_write(static_cast<u64>(host - ram_.host_base()) >> kPageShift);
+  const u64 offset = static_cast<u64>(host - ram_.host_base());
+  if (offset < ram_.size()) ram_.note_write(offset >> kPageShift);  // else a memory window
 }
 
 u64 Hart::load_slow(u64 va, unsigned size) {
@@ -202,15 +229,15 @@ void Hart::store_slow(u64 va, u64 value, unsigned size) {
     std::memcpy(p1, &value, first);
     const u64 rest = value >> (8 * first);
     std::memcpy(p2, &rest, size - first);
-    ram_.note_write(ram_.page_index(g1));
-    ram_.note_write(ram_.page_index(g2));
+    note_gpa_write(ram_, g1);
+    note_gpa_write(ram_, g2);
     return;
   }
   Gpa gpa;
   u8* host = translate_to_host(va, AccessType::kWrite, &gpa);
   if (host != nullptr) {
     std::memcpy(host, &value, size);
-    ram_.note_write(ram_.page_index(gpa));
+    note_gpa_write(ram_, gpa);
     return;
   }
   if (va & (size - 1)) raise(kStoreAccessFault, va);

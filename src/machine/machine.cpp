@@ -193,6 +193,27 @@ void Machine::attach_virtio(unsigned slot, devices::MmioDevice& device) {
             [](const Slot& a, const Slot& b) { return a.base < b.base; });
 }
 
+void Machine::attach_ivc(unsigned slot, devices::MmioDevice& device, u8* shm, u64 shm_size) {
+  if (slot >= kIvcSlots) {
+    throw MachineError("too many inter-VM groups: the board has " + std::to_string(kIvcSlots) +
+                       " inter-VM communication slots");
+  }
+  if (shm_size > kIvcShmStride) throw MachineError("inter-VM shared memory is too large");
+  const Gpa base = ivc_slot_base(slot);
+  for (const Slot& s : slots_) {
+    if (s.base == base) throw MachineError("inter-VM slot " + std::to_string(slot) + " is taken");
+  }
+  try {
+    ram_->add_window({ivc_shm_base(slot), shm_size, shm});
+  } catch (const std::invalid_argument& e) {
+    throw MachineError(std::string("inter-VM shared memory: ") + e.what());
+  }
+  slots_.push_back(
+      {base, kIvcSlotSize, &device, kIvcFirstIrq + slot, DeviceTreeConfig::Device::Role::kPlain});
+  std::sort(slots_.begin(), slots_.end(),
+            [](const Slot& a, const Slot& b) { return a.base < b.base; });
+}
+
 devices::MmioDevice* Machine::find(Gpa gpa, unsigned size, u64* offset) {
   // A handful of devices: a linear scan of the sorted slots is as fast as anything.
   for (const Slot& s : slots_) {

@@ -97,6 +97,10 @@ class Machine {
   // that only describes itself), so that all nodes agree on the board. Throws MachineError
   // for a bad or taken slot.
   void attach_virtio(unsigned slot, devices::MmioDevice& device);
+  // Places inter-VM communication device `slot` (registers at ivc_slot_base(slot), IRQ
+  // kIvcFirstIrq + slot) and maps `shm` (the group's shared memory, owned by the caller)
+  // at ivc_shm_base(slot), before boot(). Throws MachineError for a bad or taken slot.
+  void attach_ivc(unsigned slot, devices::MmioDevice& device, u8* shm, u64 shm_size);
 
   // The blob of the last boot().
   const std::vector<u8>& device_tree() const { return dtb_; }

@@ -18,10 +18,20 @@
 //               |  virtio-mmio slot 7  IRQ 8  |
 //   0x1000_9000 +-----------------------------+
 //               |  (unmapped)                 |
+//   0x1001_0000 +-----------------------------+
+//               |  inter-VM mailbox 0  IRQ 11 |  0x1000 each, 4 slots, one per --ivc
+//               |  ...                        |  group (docs/IVC.md)
+//   0x1001_4000 +-----------------------------+
+//               |  (unmapped)                 |
 //   0x8000_0000 +-----------------------------+
 //               |  RAM                        |  --memory bytes; the kernel Image at
 //               |                             |  + text_offset, the initrd and the device
 //               |                             |  tree at the top
+//               +-----------------------------+
+//               |  (unmapped)                 |
+// 0x200_0000_0000 +---------------------------+
+//               |  inter-VM shared memory 0   |  a memory window per --ivc group, 64 GiB
+//               |  ...                        |  apart (the group's size=, at most 16 GiB)
 //               +-----------------------------+
 //
 // Threads: constants; any thread.
@@ -48,6 +58,19 @@ inline constexpr unsigned kVirtioSlots = 8;
 inline constexpr u32 kVirtioFirstIrq = 1;
 constexpr Gpa virtio_slot_base(unsigned slot) {
   return kVirtioBase + slot * kVirtioSlotSize;
+}
+
+inline constexpr Gpa kIvcBase = 0x1001'0000;
+inline constexpr u64 kIvcSlotSize = 0x1000;
+inline constexpr unsigned kIvcSlots = 4;
+inline constexpr u32 kIvcFirstIrq = 11;
+inline constexpr Gpa kIvcShmBase = 0x200'0000'0000;
+inline constexpr u64 kIvcShmStride = 0x10'0000'0000;
+constexpr Gpa ivc_slot_base(unsigned slot) {
+  return kIvcBase + slot * kIvcSlotSize;
+}
+constexpr Gpa ivc_shm_base(unsigned slot) {
+  return kIvcShmBase + slot * kIvcShmStride;
 }
 
 inline constexpr Gpa kRamBase = 0x8000'0000;

@@ -23,7 +23,9 @@ GuestRam::GuestRam(Gpa base, u64 size) : base_(base), size_(size) {
   (void)madvise(p, size, MADV_HUGEPAGE);
   const u64 pages = page_count();
   access_ = std::make_unique<std::atomic<u8>[]>(pages);
-  code_flag_ = std::make_unique<std::atomic<u8>[]>(pages);
+  // One more code flag than pages: window_page_index(), never set.
+  code_flag_ = std::make_unique<std::atomic<u8>[]>(pages + 1);
+  code_flag_[pages].store(0, std::memory_order_relaxed);
   code_gen_ = std::make_unique<std::atomic<u32>[]>(pages);
   for (u64 i = 0; i < pages; ++i) {
     access_[i].store(static_cast<u8>(PageAccess::kReadWrite), std::memory_order_relaxed);
@@ -38,6 +40,25 @@ GuestRam::~GuestRam() {
 
 void GuestRam::set_all_access(PageAccess a) {
   for (u64 i = 0; i < page_count(); ++i) set_access(i, a);
+}
+
+void GuestRam::add_window(const MemoryWindow& window) {
+  if (window.size == 0 || ((window.base | window.size) & kPageMask) != 0 ||
+      window.host == nullptr) {
+    throw std::invalid_argument("a memory window must be a non-empty, page-aligned range");
+  }
+  const auto overlaps = [&](Gpa base, u64 size) {
+    return window.base < base + size && base < window.base + window.size;
+  };
+  if (window.base + window.size < window.base || overlaps(base_, size_)) {
+    throw std::invalid_argument("a memory window overlaps guest RAM");
+  }
+  for (const MemoryWindow& w : windows_) {
+    if (overlaps(w.base, w.size)) {
+      throw std::invalid_argument("a memory window overlaps another window");
+    }
+  }
+  windows_.push_back(window);
 }
 
 void GuestRam::note_write_range(Gpa gpa, u64 len) {

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <memory>
 #include <shared_mutex>
+#include <vector>
 
 #include "base/types.hpp"
 
@@ -21,6 +22,16 @@ namespace dvmm::memory {
 enum class PageAccess : u8 { kNone = 0, kRead = 1, kReadWrite = 2 };
 
 enum class AccessType : u8 { kRead = 0, kWrite = 1, kExecute = 2 };
+
+// Host memory that appears at a guest-physical window outside RAM, such as the shared
+// memory of an inter-VM communication group: loads, stores and atomics reach it directly
+// (the TLB maps it like RAM), instructions may not be fetched from it, and it has no DSM
+// access state or code tracking (it is local to the host, see docs/IVC.md).
+struct MemoryWindow {
+  Gpa base = 0;
+  u64 size = 0;
+  u8* host = nullptr;
+};
 
 class GuestRam {
  public:
@@ -74,6 +85,20 @@ class GuestRam {
   }
   void note_write_range(Gpa gpa, u64 len);
 
+  // Windows outside RAM (MemoryWindow). Added while no hart runs; the memory stays owned
+  // by the caller and must outlive every hart. Throws std::invalid_argument when the window
+  // is not page aligned or overlaps RAM or another window.
+  void add_window(const MemoryWindow& window);
+  const MemoryWindow* window_for(Gpa gpa) const {
+    for (const MemoryWindow& w : windows_) {
+      if (gpa - w.base < w.size) return &w;
+    }
+    return nullptr;
+  }
+  // The page index TLB entries of a window carry: one past the last RAM page, whose code
+  // flag is always clear, so a store's note_write() through such an entry does nothing.
+  u64 window_page_index() const { return page_count(); }
+
   // Device DMA on a distributed VM: a device copies a page under the shared side after
   // checking allows(); the DSM takes the exclusive side after lowering a page's access, so
   // no copy made under the old access is still running when the page leaves this node.
@@ -91,6 +116,7 @@ class GuestRam {
   std::unique_ptr<std::atomic<u8>[]> code_flag_;
   std::unique_ptr<std::atomic<u32>[]> code_gen_;
   mutable std::shared_mutex dma_mutex_;
+  std::vector<MemoryWindow> windows_;
 };
 
 }  // namespace dvmm::memory

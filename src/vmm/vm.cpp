@@ -53,7 +53,13 @@ Vm::Vm(const machine::MachineConfig& config, VmOptions options) : options_(std::
       }
     };
   }
-  machine_ = std::make_unique<machine::Machine>(config, std::move(cb));
+  machine::MachineConfig machine_config = config;
+  if (!options_.devices.ivcs.empty() &&
+      machine_config.bootargs.find(kUioBootParameter) == std::string::npos) {
+    machine_config.bootargs +=
+        std::string(machine_config.bootargs.empty() ? "" : " ") + std::string(kUioBootParameter);
+  }
+  machine_ = std::make_unique<machine::Machine>(machine_config, std::move(cb));
   sbi_ = std::make_unique<Sbi>(static_cast<SbiPlatform&>(*this), version_number());
   for (unsigned i = 0; i < machine_->hart_count(); ++i) {
     vcpus_.push_back(std::make_unique<Vcpu>(*this, machine_->hart(i)));
@@ -63,8 +69,11 @@ Vm::Vm(const machine::MachineConfig& config, VmOptions options) : options_(std::
   devices_ = std::make_unique<VmDevices>(
       options_.devices, *machine_, *links_, options_.node_count,
       [this] { return vcpus_should_stop(); }, [this](const std::string& l) { log(l); });
+  ivc_ = std::make_unique<VmIvc>(options_.devices.ivcs, options_.devices.runtime_dir, *machine_,
+                                 options_.node_count);
   if (options_.verbose) {
     for (const std::string& line : devices_->describe()) log(line);
+    for (const std::string& line : ivc_->describe()) log(line);
   }
 }
 
@@ -393,6 +402,13 @@ void Vm::log_counters() const {
     log(fmt::format("{}: {} notifications, {} interrupts, {} chains, {} errors; {}", d.name,
                     d.transport.notifications, d.transport.interrupts, d.transport.chains,
                     d.transport.errors, d.detail));
+  }
+  for (const IvcGroupStats& g : ivc_->stats()) {
+    log(
+        fmt::format("ivc {} (rank {}, members {:#x}): sent {}, inbox full {}, refused {}, "
+                    "received {}, membership changes {}",
+                    g.group, g.rank, g.members, g.counters.sent, g.counters.send_full,
+                    g.counters.send_refused, g.counters.received, g.counters.member_changes));
   }
   if (const u64 n = machine_->unmapped_accesses())
     log(fmt::format("unmapped MMIO accesses: {}", n));

@@ -157,6 +157,7 @@ class Vm final : private SbiPlatform {
   std::unique_ptr<Sbi> sbi_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::unique_ptr<VmDevices> devices_;  // after the harts: its workers stop first
+  std::unique_ptr<VmIvc> ivc_;          // after the machine: its devices stop first
   std::atomic<bool> stop_vcpus_{false};
   bool booted_ = false;
   std::atomic<bool> running_{false};

@@ -23,6 +23,7 @@
 #include "machine/machine.hpp"
 #include "vmm/guest_dma.hpp"
 #include "vmm/node_links.hpp"
+#include "vmm/vm_ivc.hpp"
 
 namespace dvmm::vmm {
 
@@ -43,9 +44,13 @@ struct VmDeviceSpecs {
   bool rng = false;
   // virtio-console: the file its output is appended to ("" = no virtio console).
   std::string console_output;
-  // Where switches live (control::control_dir()).
+  // Inter-VM communication groups (--ivc; built by VmIvc, not VmDevices).
+  std::vector<IvcSpec> ivcs;
+  // Where switches and inter-VM groups live (control::control_dir()).
   std::string runtime_dir;
-  bool empty() const { return disks.empty() && nets.empty() && !rng && console_output.empty(); }
+  bool empty() const {
+    return disks.empty() && nets.empty() && !rng && console_output.empty() && ivcs.empty();
+  }
 };
 
 struct VirtioDeviceStats {
