@@ -178,21 +178,24 @@ int run(const ControlOptions& o) {
     return 0;
   }
   if (cmd == "stop") {
-    request(o.name, "PUT", "/api/v1/vm.stop");
-    // Graceful first; then hard.
+    // The VM presses its power button and stops hard after grace_s itself; the process is
+    // killed only if it has not ended some time after that.
+    const json j = request(o.name, "PUT", "/api/v1/vm.stop", json{{"grace_s", o.grace_s}});
+    const bool graceful = j.value("graceful", false);
     const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::milliseconds(static_cast<long long>(o.grace_s * 1000));
+                          std::chrono::milliseconds(static_cast<long long>(o.grace_s * 1000)) +
+                          std::chrono::seconds(10);
     const std::string path = control::socket_path(o.name);
     while (::access(path.c_str(), F_OK) == 0) {
       if (std::chrono::steady_clock::now() >= deadline) {
         std::fprintf(stderr, "dvmm: '%s' did not stop within %.0f s; killing it\n", o.name.c_str(),
-                     o.grace_s);
+                     o.grace_s + 10);
         request(o.name, "PUT", "/api/v1/vm.kill");
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    if (o.json) print("{\"stopped\":true}\n");
+    if (o.json) print(json{{"stopped", true}, {"graceful", graceful}}.dump() + "\n");
     return 0;
   }
   if (cmd == "stats") {
@@ -293,8 +296,14 @@ std::vector<CLI::App*> add_control_commands(CLI::App& app, ControlOptions& o) {
       ->add_option("--vcpu", o.vcpu, "Only this vCPU");
   add("resume", "Resume paused vCPUs (all, or --vcpu N)", true)
       ->add_option("--vcpu", o.vcpu, "Only this vCPU");
-  add("stop", "Stop a VM (then kill it if it has not ended after --grace seconds)", true)
-      ->add_option("--grace", o.grace_s, "Seconds to wait before killing (default 10)");
+  add("stop",
+      "Stop a VM: press its power button (a guest that listens shuts down cleanly), then stop "
+      "it hard after --grace seconds",
+      true)
+      ->add_option("--grace", o.grace_s,
+                   "Seconds the guest has to shut down after the power button is pressed "
+                   "before it is stopped hard (default 10; 0: stop hard at once)")
+      ->check(CLI::Range(0.0, 3600.0));
   add("kill", "End a VM's process at once", true);
   add("stats", "Per-vCPU instruction and exit counters, intercepted events, SBI calls", true);
   CLI::App* controls = add("controls", "Get or set a VM's execution controls while it runs", true);

@@ -538,9 +538,12 @@ int run_command(const RunOptions& o) {
       return fmt::format(R"({{"nodes": {}, "rank": {}, "command": {}}})", nodes, rank,
                          command_mode ? "true" : "false");
     };
-    hooks.stop = [&](const std::string& why) {
+    hooks.stop = [&](const std::string& why, std::chrono::milliseconds grace) {
       stopped_by_api.store(true);
+      vmm::Vm& target = distributed ? cluster_vm->vm() : *vm;
+      if (grace.count() > 0 && target.request_shutdown(why, grace)) return true;
       stop_guest(why);
+      return false;
     };
     hooks.kill = [&] {
       if (terminal) terminal->restore();
@@ -665,6 +668,7 @@ int run_command(const RunOptions& o) {
   switch (result.kind) {
     case vmm::VmResult::Kind::kPowerOff:
       if (o.verbose) log("guest powered off with status " + std::to_string(result.status));
+      if (stopped_by_api.load()) return 0;  // it shut down because `dvmm stop` asked it to
       return static_cast<int>(std::min<u32>(result.status, 255));
     case vmm::VmResult::Kind::kPanic:
       log("the guest kernel panicked: " + result.message);

@@ -145,9 +145,24 @@ void ControlServer::routes() {
           vm_.resume(which(req));
           reply(res, 200, json{{"paused", false}});
         }));
-  s.Put("/api/v1/vm.stop", guarded([this](const httplib::Request&, httplib::Response& res) {
-          if (hooks_.stop) hooks_.stop("stopped through the control API (dvmm stop)");
-          reply(res, 200, json{{"stopping", true}});
+  s.Put("/api/v1/vm.stop", guarded([this](const httplib::Request& req, httplib::Response& res) {
+          double grace_s = 10;
+          if (!req.body.empty()) {
+            const json body = json::parse(req.body);
+            if (body.contains("grace_s")) {
+              if (!body["grace_s"].is_number() || body["grace_s"].get<double>() < 0 ||
+                  body["grace_s"].get<double>() > 3600) {
+                throw vmm::ControlError("grace_s: expected a number of seconds from 0 to 3600");
+              }
+              grace_s = body["grace_s"].get<double>();
+            }
+          }
+          bool graceful = false;
+          if (hooks_.stop) {
+            graceful = hooks_.stop("stopped through the control API (dvmm stop)",
+                                   std::chrono::milliseconds(static_cast<i64>(grace_s * 1000)));
+          }
+          reply(res, 200, json{{"stopping", true}, {"graceful", graceful}});
         }));
   s.Put("/api/v1/vm.kill", guarded([this](const httplib::Request&, httplib::Response& res) {
           reply(res, 200, json{{"killed", true}});

@@ -5,9 +5,13 @@
 //   GET  /api/v1/vm.info                      name, pid, state, vCPUs, memory, nodes, uptime
 //   PUT  /api/v1/vm.pause   {"vcpu": N}?       pause all (or one) vCPU; waits until paused
 //   PUT  /api/v1/vm.resume  {"vcpu": N}?
-//   PUT  /api/v1/vm.stop                      ends the VM (exit status 0 of `dvmm run`... as a
-//                                             console quit); PUT /api/v1/vm.kill ends the
-//                                             process at once
+//   PUT  /api/v1/vm.stop {"grace_s": G}?      ends the VM (exit status 0 of `dvmm run`, as a
+//                                             console quit): presses the power button and
+//                                             stops hard after G s (default 10) if the guest
+//                                             has not shut down, or at once if no guest
+//                                             driver listens to the button (or G is 0);
+//                                             answers {"stopping", "graceful"}.
+//                                             PUT /api/v1/vm.kill ends the process at once
 //   GET  /api/v1/vm.stats                     per-vCPU instructions, exits, intercepts; SBI
 //   GET  /api/v1/vm.controls?vcpu=N           the controls (controls_json.hpp)
 //   PUT  /api/v1/vm.controls {"vcpu": N?, ...} a partial update; answers when every vCPU
@@ -37,8 +41,9 @@ namespace dvmm::control {
 struct ControlHooks {
   // Static facts for vm.info (nodes, memory as given, ...), merged into the answer.
   std::function<std::string()> info_json;  // a JSON object
-  // Ends the VM (a stop request) / the process.
-  std::function<void(const std::string& why)> stop;
+  // Ends the VM (a stop request: graceful for `grace` when the guest listens to the power
+  // button; returns whether it was graceful) / the process.
+  std::function<bool(const std::string& why, std::chrono::milliseconds grace)> stop;
   std::function<void()> kill;
   // A distributed VM: applies controls on the other nodes too (after this node's); returns
   // false on failure. Unset: one node.

@@ -214,4 +214,14 @@ void Plic::describe(FdtBuilder& fdt, const FdtPlacement& where) const {
   fdt.end_node();
 }
 
+bool Plic::source_enabled(u32 id) const {
+  if (id == 0 || id >= kSources) return false;
+  std::lock_guard lock(mutex_);
+  if (priority_[id] == 0) return false;
+  for (const Context& c : contexts_) {
+    if (c.enable & (u64{1} << id)) return true;
+  }
+  return false;
+}
+
 }  // namespace dvmm::devices

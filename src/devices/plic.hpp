@@ -66,6 +66,9 @@ class Plic final : public MmioDevice {
   unsigned context_count() const { return static_cast<unsigned>(contexts_.size()); }
   // The current output level of context `ctx` (what its callback last reported).
   bool context_output(unsigned ctx) const;
+  // Whether a guest driver listens to source `id`: a priority above 0 and enabled in some
+  // context.
+  bool source_enabled(u32 id) const;
 
  private:
   struct Context {

@@ -113,8 +113,11 @@ Machine::Machine(const MachineConfig& config, MachineCallbacks callbacks)
     if (callbacks_.finisher) callbacks_.finisher(e);
   });
 
+  power_button_ = std::make_unique<devices::PowerButton>(plic_->line(kPowerButtonIrq));
+
   using Role = DeviceTreeConfig::Device::Role;
   slots_ = {
+      {kPowerButtonBase, kPowerButtonSize, power_button_.get(), kPowerButtonIrq, Role::kPlain},
       {kFinisherBase, kFinisherSize, finisher_.get(), 0, Role::kSyscon},
       {kPlicBase, kPlicSize, plic_.get(), 0, Role::kInterruptController},
       {kUart0Base, kUart0Size, uart_.get(), kUart0Irq, Role::kConsole},

@@ -18,6 +18,7 @@
 #include "cpu/hart.hpp"
 #include "cpu/time_source.hpp"
 #include "devices/plic.hpp"
+#include "devices/power_button.hpp"
 #include "devices/test_finisher.hpp"
 #include "devices/uart16550.hpp"
 #include "machine/fdt_writer.hpp"
@@ -82,6 +83,7 @@ class Machine {
   cpu::Hart& hart(HartId id) { return *harts_.at(id); }
   devices::Plic& plic() { return *plic_; }
   devices::Uart16550& uart() { return *uart_; }
+  devices::PowerButton& power_button() { return *power_button_; }
 
   // Reads the kernel and initrd files (again, on every boot: a reboot picks up a rebuilt
   // kernel), resets the devices, builds the device tree, loads everything into RAM and
@@ -132,6 +134,7 @@ class Machine {
   std::unique_ptr<devices::Plic> plic_;
   std::unique_ptr<devices::Uart16550> uart_;
   std::unique_ptr<devices::TestFinisher> finisher_;
+  std::unique_ptr<devices::PowerButton> power_button_;
   std::vector<Slot> slots_;  // sorted by base
   std::vector<u8> dtb_;
   std::atomic<u64> unmapped_{0};

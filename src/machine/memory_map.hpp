@@ -23,6 +23,10 @@
 //               |  ...                        |  group (docs/IVC.md)
 //   0x1001_4000 +-----------------------------+
 //               |  (unmapped)                 |
+//   0x1002_0000 +-----------------------------+
+//               |  power button       IRQ 15  |  0x1000 (generic-uio; `dvmm stop`)
+//   0x1002_1000 +-----------------------------+
+//               |  (unmapped)                 |
 //   0x8000_0000 +-----------------------------+
 //               |  RAM                        |  --memory bytes; the kernel Image at
 //               |                             |  + text_offset, the initrd and the device
@@ -72,6 +76,10 @@ constexpr Gpa ivc_slot_base(unsigned slot) {
 constexpr Gpa ivc_shm_base(unsigned slot) {
   return kIvcShmBase + slot * kIvcShmStride;
 }
+
+inline constexpr Gpa kPowerButtonBase = 0x1002'0000;
+inline constexpr u64 kPowerButtonSize = 0x1000;
+inline constexpr u32 kPowerButtonIrq = 15;
 
 inline constexpr Gpa kRamBase = 0x8000'0000;
 

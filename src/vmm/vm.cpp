@@ -54,8 +54,8 @@ Vm::Vm(const machine::MachineConfig& config, VmOptions options) : options_(std::
     };
   }
   machine::MachineConfig machine_config = config;
-  if (!options_.devices.ivcs.empty() &&
-      machine_config.bootargs.find(kUioBootParameter) == std::string::npos) {
+  // The power button and the inter-VM devices are bound by Linux's generic UIO driver.
+  if (machine_config.bootargs.find(kUioBootParameter) == std::string::npos) {
     machine_config.bootargs +=
         std::string(machine_config.bootargs.empty() ? "" : " ") + std::string(kUioBootParameter);
   }
@@ -224,6 +224,20 @@ void Vm::request_stop(std::string reason) {
   post({Event::Kind::kStopped, 0, std::move(reason)});
 }
 
+bool Vm::request_shutdown(std::string reason, std::chrono::milliseconds grace) {
+  if (!machine_->plic().source_enabled(machine::kPowerButtonIrq)) return false;
+  {
+    std::lock_guard lock(event_mutex_);
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    if (!shutdown_deadline_ || deadline < *shutdown_deadline_) shutdown_deadline_ = deadline;
+    shutdown_reason_ = fmt::format("{} (the guest did not shut down within {} s)", reason,
+                                   std::chrono::duration<double>(grace).count());
+  }
+  event_cv_.notify_all();
+  machine_->power_button().press();
+  return true;
+}
+
 void Vm::console_write(std::string_view bytes) {
   on_console(bytes);
 }
@@ -302,6 +316,7 @@ VmResult Vm::run() {
       auto until = std::chrono::steady_clock::time_point::max();
       if (has_timeout) until = timeout_at;
       if (!panic_line_.empty()) until = std::min(until, panic_deadline_);
+      if (shutdown_deadline_) until = std::min(until, *shutdown_deadline_);
       if (until == std::chrono::steady_clock::time_point::max()) {
         event_cv_.wait(lock);
       } else if (event_cv_.wait_until(lock, until) == std::cv_status::timeout) {
@@ -311,6 +326,9 @@ VmResult Vm::run() {
     const auto now = std::chrono::steady_clock::now();
     if (!event_ && !panic_line_.empty() && (panic_done_ || now >= panic_deadline_)) {
       event_ = Event{Event::Kind::kPanic, 0, panic_line_};
+    }
+    if (!event_ && shutdown_deadline_ && now >= *shutdown_deadline_) {
+      event_ = Event{Event::Kind::kStopped, 0, shutdown_reason_};
     }
     if (!event_) {
       if (has_timeout && now >= timeout_at) {

@@ -92,6 +92,10 @@ class Vm final : private SbiPlatform {
 
   // Any thread.
   void request_stop(std::string reason);
+  // A graceful stop: presses the power button, and if the guest has not powered off within
+  // `grace`, stops it like request_stop(reason). Returns false, doing nothing, when no guest
+  // driver listens to the button (the caller then stops the guest hard).
+  bool request_shutdown(std::string reason, std::chrono::milliseconds grace);
   void push_console_input(std::span<const u8> bytes);
 
   // ---- control plane (any thread; only this node's vCPUs are affected)
@@ -172,6 +176,9 @@ class Vm final : private SbiPlatform {
   bool panic_seen_ = false;
   std::string panic_line_;
   std::chrono::steady_clock::time_point panic_deadline_;
+  // request_shutdown(): when to stop hard, and why (under event_mutex_).
+  std::optional<std::chrono::steady_clock::time_point> shutdown_deadline_;
+  std::string shutdown_reason_;
   bool panic_done_ = false;
 
   std::mutex input_mutex_;

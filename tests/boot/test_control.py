@@ -169,6 +169,41 @@ class ControlTests(unittest.TestCase):
         finally:
             vm.close()
 
+    def test_stop_graceful_then_hard(self):
+        """`dvmm stop` presses the power button: the guest's init ends the command politely
+        and powers off; a command that ignores it is stopped hard after --grace; --grace 0
+        stops at once."""
+        vm = Vm("ctl-grace", "trap 'echo got-TERM; exit 7' TERM; echo ready; "
+                 "while :; do sleep 1; done")
+        try:
+            wait_for(lambda: "ready" in vm.stdout(), 120, "the guest's command")
+            out = ctl_json("stop", "ctl-grace")
+            self.assertEqual(out, {"stopped": True, "graceful": True})
+            self.assertEqual(vm.wait(30), 0)
+            self.assertIn("power button pressed", vm.stdout())
+            self.assertIn("got-TERM", vm.stdout())
+        finally:
+            vm.close()
+        vm = Vm("ctl-hard", "trap '' TERM HUP; echo ready; while :; do sleep 1; done", "-v")
+        try:
+            wait_for(lambda: "ready" in vm.stdout(), 120, "the guest's command")
+            ctl("stop", "ctl-hard", "--grace", "1")
+            self.assertEqual(vm.wait(30), 0)
+            self.assertIn("did not shut down within 1 s", vm.stderr())
+        finally:
+            vm.close()
+        vm = Vm("ctl-now", "echo ready; sleep 1000")
+        try:
+            wait_for(lambda: "ready" in vm.stdout(), 120, "the guest's command")
+            self.assertEqual(ctl_json("stop", "ctl-now", "--grace", "0"),
+                             {"stopped": True, "graceful": False})
+            self.assertEqual(vm.wait(30), 0)
+            self.assertNotIn("power button pressed", vm.stdout())
+        finally:
+            vm.close()
+        p = ctl("stop", "ctl-now", "--grace", "-1", check=False)
+        self.assertNotEqual(p.returncode, 0)
+
     def test_bad_requests_change_nothing(self):
         vm = Vm("ctl-bad", "sleep 1000")
         try:
