@@ -499,6 +499,8 @@ int run_command(const RunOptions& o) {
       co.boot = config;
       co.vm = vo;
       cluster_vm = std::make_unique<cluster::ClusterVm>(*bootstrap, co);
+      cluster_vm->set_stats_provider(
+          [vm_of_node = &cluster_vm->vm()] { return control::node_stats_json(*vm_of_node); });
       cluster_vm->boot();
       cluster_ptr.store(cluster_vm.get());
       // The configuration file's controls reach every node's vCPUs.
@@ -552,6 +554,9 @@ int run_command(const RunOptions& o) {
     if (distributed) {
       hooks.set_remote_controls = [&](const vmm::VmControls& c, std::optional<HartId> v) {
         return cluster_vm->set_remote_controls(c, v, std::chrono::milliseconds(2000));
+      };
+      hooks.remote_stats = [&] {
+        return cluster_vm->remote_stats(std::chrono::milliseconds(2000));
       };
     }
     try {

@@ -24,6 +24,8 @@ enum ControlMsg : u8 {
   kSetControls = 5,      // {u64 req, u32 vcpu (~0: all), controls}
   kControlsApplied = 6,  // {u64 req, u8 ok}
   kTraceEvent = 7,       // {str json}: a node's trace event, for rank 0's stream
+  kStatsRequest = 8,     // {u64 req}
+  kStatsReply = 9,       // {u64 req, str json}
 };
 
 constexpr u32 kAllVcpus = ~u32{0};
@@ -450,6 +452,44 @@ bool ClusterVm::set_remote_controls(const vmm::VmControls& controls, std::option
   return ok;
 }
 
+void ClusterVm::set_stats_provider(std::function<std::string()> provider) {
+  std::lock_guard lock(mutex_);
+  stats_provider_ = std::move(provider);
+}
+
+std::optional<std::vector<std::string>> ClusterVm::remote_stats(std::chrono::milliseconds wait) {
+  std::vector<u64> reqs;
+  for (NodeId r = 0; r < node_count(); ++r) {
+    if (r == rank_) continue;
+    u64 req;
+    {
+      std::lock_guard lock(mutex_);
+      req = next_controls_req_++;
+      stats_replies_[req] = std::nullopt;
+    }
+    reqs.push_back(req);
+    WireWriter w;
+    w.u8v(kStatsRequest);
+    w.u64v(req);
+    const auto msg = w.take();
+    if (!transport_->send(r, Channel::kControl, msg)) break;
+  }
+  std::unique_lock lock(mutex_);
+  const bool done = cv_.wait_for(lock, wait, [&] {
+    for (u64 req : reqs) {
+      if (!stats_replies_[req]) return false;
+    }
+    return true;
+  });
+  std::vector<std::string> out;
+  for (u64 req : reqs) {
+    if (done) out.push_back(std::move(*stats_replies_[req]));
+    stats_replies_.erase(req);
+  }
+  if (!done || out.size() + 1 != node_count()) return std::nullopt;
+  return out;
+}
+
 void ClusterVm::push_console_input(std::span<const u8> bytes) {
   vm_->push_console_input(bytes);
 }
@@ -608,6 +648,37 @@ void ClusterVm::on_control(NodeId from, std::span<const u8> bytes) {
         auto it = controls_acks_.find(req);
         if (it == controls_acks_.end()) return;  // the caller gave up
         it->second = ok != 0;
+      }
+      cv_.notify_all();
+      return;
+    }
+    case kStatsRequest: {
+      u64 req = 0;
+      if (!r.u64v(req) || !r.at_end() || from != 0) return reject("malformed stats request");
+      std::function<std::string()> provider;
+      {
+        std::lock_guard lock(mutex_);
+        provider = stats_provider_;
+      }
+      WireWriter w;
+      w.u8v(kStatsReply);
+      w.u64v(req);
+      w.str(provider ? provider() : std::string("{}"));
+      const auto msg = w.take();
+      transport_->send(from, Channel::kControl, msg);
+      return;
+    }
+    case kStatsReply: {
+      u64 req = 0;
+      std::string json;
+      if (!r.u64v(req) || !r.str(json) || !r.at_end() || rank_ != 0) {
+        return reject("malformed stats reply");
+      }
+      {
+        std::lock_guard lock(mutex_);
+        auto it = stats_replies_.find(req);
+        if (it == stats_replies_.end()) return;  // the caller gave up
+        it->second = std::move(json);
       }
       cv_.notify_all();
       return;

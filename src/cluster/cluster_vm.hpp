@@ -14,6 +14,9 @@
 //                         execution controls changed through rank 0's control socket,
 //                         applied by every node to its vCPUs and acknowledged.
 //   TraceEvent{str json}  a node's trace event, forwarded to rank 0's trace stream.
+//   StatsRequest{u64 req} / StatsReply{u64 req, str json}
+//                         rank 0 asks every node for its vCPUs' counters (`dvmm stats`);
+//                         the node answers with what its stats provider returns.
 //   ClockPing{u64 t_sent} / ClockPong{u64 t_sent, u64 t_rank0}
 //                         a node on another host than rank 0 measures the offset between
 //                         the two clocks at join (Cristian: the sample with the shortest
@@ -120,6 +123,11 @@ class ClusterVm {
   // until each node's vCPUs applied them. False on a failure or timeout.
   bool set_remote_controls(const vmm::VmControls& controls, std::optional<HartId> vcpu,
                            std::chrono::milliseconds wait);
+  // What this node answers to a StatsRequest (a JSON text; set before run()).
+  void set_stats_provider(std::function<std::string()> provider);
+  // Rank 0: every other node's stats (in rank order), or nullopt if one did not answer in
+  // `wait`.
+  std::optional<std::vector<std::string>> remote_stats(std::chrono::milliseconds wait);
   // Rank 0 (the console's node).
   void push_console_input(std::span<const u8> bytes);
   // The launcher saw node `node`'s process end while the VM ran.
@@ -158,8 +166,10 @@ class ClusterVm {
   std::optional<std::string> failure_;      // a failed node, before run() started
   std::atomic<bool> ending_{false};         // the VM is over: peer goodbyes are expected
   std::atomic<u64> rejected_control_{0};
-  u64 next_controls_req_ = 1;                         // under mutex_
-  std::map<u64, std::optional<bool>> controls_acks_;  // under mutex_
+  u64 next_controls_req_ = 1;                                // under mutex_
+  std::map<u64, std::optional<bool>> controls_acks_;         // under mutex_
+  std::map<u64, std::optional<std::string>> stats_replies_;  // under mutex_
+  std::function<std::string()> stats_provider_;
 };
 
 }  // namespace dvmm::cluster

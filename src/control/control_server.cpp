@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -45,6 +46,32 @@ bool socket_answers(const std::string& path) {
 }
 
 }  // namespace
+
+std::string node_stats_json(vmm::Vm& vm) {
+  json list = json::array();
+  for (HartId h = 0; h < vm.machine().hart_count(); ++h) {
+    if (!vm.node_links().is_local(h)) continue;
+    const vmm::Vcpu& v = vm.vcpu(h);
+    json e;
+    for (std::size_t k = 0; k < cpu::kExitKinds; ++k) e[kExitNames[k]] = v.exits(k);
+    json exc = json::object();
+    for (unsigned c = 0; c < 16; ++c) {
+      if (const char* n = vmm::exception_name(c); n && v.intercepted_exceptions(c) != 0) {
+        exc[n] = v.intercepted_exceptions(c);
+      }
+    }
+    list.push_back(json{{"id", h},
+                        {"instructions", vm.machine().hart(h).instret()},
+                        {"paused", v.paused()},
+                        {"exits", e},
+                        {"exceptions", exc},
+                        {"csr_reads", v.csr_reads()},
+                        {"csr_writes", v.csr_writes()}});
+  }
+  json sbi;
+  for (std::size_t k = 0; k < vmm::Sbi::kCounterSlots; ++k) sbi[kSbiNames[k]] = vm.sbi().calls(k);
+  return json{{"vcpus", list}, {"sbi", sbi}, {"trace_events", vm.trace().appended()}}.dump();
+}
 
 ControlServer::ControlServer(std::string name, vmm::Vm& vm, ControlHooks hooks)
     : name_(std::move(name)), vm_(vm), hooks_(std::move(hooks)) {
@@ -174,35 +201,22 @@ void ControlServer::routes() {
             }).detach();
           }
         }));
-  s.Get("/api/v1/vm.stats", guarded([this, vcpus](const httplib::Request&, httplib::Response& res) {
-          json j;
-          json list = json::array();
-          for (HartId h = 0; h < vcpus; ++h) {
-            if (!vm_.node_links().is_local(h)) continue;
-            const vmm::Vcpu& v = vm_.vcpu(h);
-            json e;
-            for (std::size_t k = 0; k < cpu::kExitKinds; ++k) e[kExitNames[k]] = v.exits(k);
-            json exc = json::object();
-            for (unsigned c = 0; c < 16; ++c) {
-              if (const char* n = vmm::exception_name(c); n && v.intercepted_exceptions(c) != 0) {
-                exc[n] = v.intercepted_exceptions(c);
+  s.Get("/api/v1/vm.stats", guarded([this](const httplib::Request&, httplib::Response& res) {
+          json j = json::parse(node_stats_json(vm_));
+          if (hooks_.remote_stats) {
+            // A distributed VM: the other nodes' vCPUs and SBI calls too.
+            const auto others = hooks_.remote_stats();
+            if (!others) return error(res, 504, "a node did not send its counters within 2 s");
+            for (const std::string& text : *others) {
+              const json node = json::parse(text);
+              for (const json& v : node.at("vcpus")) j["vcpus"].push_back(v);
+              for (const auto& [k, n] : node.at("sbi").items()) {
+                j["sbi"][k] = j["sbi"].value(k, u64{0}) + n.get<u64>();
               }
             }
-            list.push_back(json{{"id", h},
-                                {"instructions", vm_.machine().hart(h).instret()},
-                                {"paused", v.paused()},
-                                {"exits", e},
-                                {"exceptions", exc},
-                                {"csr_reads", v.csr_reads()},
-                                {"csr_writes", v.csr_writes()}});
+            std::sort(j["vcpus"].begin(), j["vcpus"].end(),
+                      [](const json& a, const json& b) { return a["id"] < b["id"]; });
           }
-          j["vcpus"] = list;
-          json sbi;
-          for (std::size_t k = 0; k < vmm::Sbi::kCounterSlots; ++k) {
-            sbi[kSbiNames[k]] = vm_.sbi().calls(k);
-          }
-          j["sbi"] = sbi;
-          j["trace_events"] = vm_.trace().appended();
           reply(res, 200, j);
         }));
   s.Get("/api/v1/vm.controls",

@@ -29,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "vmm/vm.hpp"
 
@@ -48,8 +49,14 @@ struct ControlHooks {
   // A distributed VM: applies controls on the other nodes too (after this node's); returns
   // false on failure. Unset: one node.
   std::function<bool(const vmm::VmControls&, std::optional<HartId>)> set_remote_controls;
+  // A distributed VM: the other nodes' node_stats_json(), or nullopt when one did not answer.
+  std::function<std::optional<std::vector<std::string>>()> remote_stats;
   std::function<void(const std::string&)> log;
 };
+
+// The counters of this node's vCPUs and SBI calls, as the vm.stats route shows them (a JSON
+// object: "vcpus", "sbi", "trace_events"); what each node of a distributed VM contributes.
+std::string node_stats_json(vmm::Vm& vm);
 
 class ControlServer {
  public:

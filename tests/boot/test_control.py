@@ -242,6 +242,12 @@ class ControlTests(unittest.TestCase):
             wait_for(lambda: "spawned" in vm.stdout(), 240, "the guest's processes")
             harts = {e["hart"] for e in events("ctl-nodes") if e.get("event") == "csr"}
             self.assertEqual(harts, {0, 1}, "satp exits on both nodes' harts")
+            # dvmm stats covers the vCPUs of both nodes, with their own counters.
+            stats = ctl_json("stats", "ctl-nodes")
+            self.assertEqual([v["id"] for v in stats["vcpus"]], [0, 1])
+            for v in stats["vcpus"]:
+                self.assertGreater(v["instructions"], 0, v)
+                self.assertGreater(v["csr_writes"], 0, v)
             ctl("stop", "ctl-nodes")
             self.assertEqual(vm.wait(60), 0, vm.stderr())
         finally:
