@@ -13,16 +13,19 @@ the other at buffer sizes from 4 KiB to 16 MiB, for
       total (--tcp-total, 128 MiB by default: the path runs at ~15 MiB/s);
   (c) MPICH between two processes on the host itself (bench/programs/mpibw.c, `mpiexec -n 2`,
       MPI_Send/MPI_Recv, the same sizes and total, a 1-byte ack at the end).
-Bandwidth is bytes / seconds on the receiver's clock in all three. Then the one-way latency
-of a small message: `ivc-bench GROUP lat N` (through the mailbox registers), a 1-byte TCP
-ping-pong between the VMs and MPICH's 1-byte ping-pong (half the round trip).
+Bandwidth is bytes / the time until the receiver has the last byte (TCP, MPICH: on the
+receiver's clock; ivc: ivc-bench's rank 0 times from its first send to rank 1's ack). Then the
+one-way latency of a small message (half the round trip): `ivc-bench GROUP lat N` (1 byte,
+through the mailbox registers), a 1-byte TCP ping-pong between the VMs and MPICH's 1-byte
+ping-pong.
 
 Prints markdown tables; --record writes them into docs/BENCHMARKS.md between the `bench:ivc`
 markers (creating the "Inter-VM communication (issue 7)" section if needed) and draws
 docs/ivc-bandwidth.svg (bandwidth against buffer size, both axes logarithmic).
 
 Usage: bench/ivc.sh [--quick] [--total SIZE] [--tcp-total SIZE] [--sizes LIST] [--reps N]
-                    [--record] [--no-ivc] [--no-tcp] [--no-mpi] [--no-lat] [--dvmm PATH]
+                    [--record] [--no-ivc] [--no-tcp] [--no-mpi] [--no-lat] [--ivc-env VAR=VAL]
+                    [--build-ivc] [--dvmm PATH]
 """
 import argparse
 import datetime
@@ -55,11 +58,11 @@ QUICK_SIZES = (4 * KIB, 64 * KIB, MIB, 16 * MIB)
 KINDS = ("ivc", "tcp", "mpi")
 NAMES = {"ivc": "ivc", "tcp": "TCP", "mpi": "MPICH"}
 
+# ivc-bench (guest/libdvmmipc/ivc-bench.c): rank 0, the sender, prints the bandwidth (first
+# send to rank 1's ack after its last receive) and the latency (half the mean round trip).
 IVC_BW_RE = re.compile(r"ivc-bench: (?:(sender|receiver|send|recv)\w* )?buf=(\d+) bytes=(\d+) "
                        r"seconds=([0-9.]+) MiB/s=([0-9.]+)")
-# `ivc-bench GROUP lat N`: the line with the mean one-way latency (µs unless it says ns).
-IVC_LAT_RE = re.compile(r"ivc-bench: lat\b.*?\b(?:one_?way|mean)\w*[=:]\s*([0-9.]+)\s*(ns|us|µs)?",
-                        re.I)
+IVC_LAT_RE = re.compile(r"ivc-bench: lat size=(\d+) rounds=(\d+) one-way-us=([0-9.]+)")
 TCP_RECV_RE = re.compile(r"tcpstream recv bytes=(\d+) seconds=([0-9.]+) mib_s=([0-9.]+) "
                          r"checked=(\d+) bad=(\d+) buf=(\d+)")
 TCP_PING_RE = re.compile(r"tcpstream ping n=(\d+) rtt_us=([0-9.]+) oneway_us=([0-9.]+)")
@@ -151,14 +154,18 @@ built with `mpicc -O2`. Work files go to `build/bench/ivc/`.
 Two VMs for each guest path, started together: `dvmm run --vcpus 1 --memory 512M` (so that
 two VMs fit the host's 2 CPUs), kernel command line `console=ttyS0 quiet loglevel=1`, the
 default guest image. For each buffer size B, one side sends T bytes to the other in
-messages (writes) of B bytes; **bandwidth = T / the receiver's time** (guest clock for the
-VMs, `MPI_Wtime` on the host), so the three are comparable even where T differs.
+messages (writes) of B bytes; **bandwidth = T / the time until the receiver has the last
+byte** (guest clock for the VMs, `MPI_Wtime` on the host), so the three are comparable even
+where T differs.
 
 - **ivc**: `--ivc GROUP,members=2,size=S,rank=R` (S = `--ivc-size`, 64M by default),
   `ivc-bench GROUP bw T B...` in both (rank 0 sends with `ivc_send`, rank 1 receives with
   `ivc_recv`; large messages stream through the shared-memory ring, small ones and the
-  wake-ups go through the mailbox), then `ivc-bench GROUP lat N`: the mean one-way latency of
-  a small message through the mailbox registers.
+  wake-ups go through the mailbox; rank 0 times from its first send to rank 1's 1-byte ack
+  after the last receive, and rank 1 checks the last message's contents), then `ivc-bench
+  GROUP lat N`: N round trips of a 1-byte message through the mailbox registers, one way =
+  half the mean round trip. `libdvmmipc`'s defaults (a wait spins `IVC_SPIN_US` = 50 µs,
+  then sleeps on the interrupt) unless `--ivc-env` says otherwise.
 - **TCP**: `--net switch=NAME,mac=..`, static addresses with `ifconfig`, IPv6 off;
   `tcpstream send IP PORT T B` writes the stream in `write()`s of B bytes, `tcpstream recv
   PORT B` reads B bytes at a time and checks the 8-byte stamp at every 4 KiB of the stream;
@@ -236,15 +243,16 @@ def image_ivc_bench(gdir):
 def is_riscv64_elf(path):
     with open(path, "rb") as f:
         h = f.read(20)
-    return len(h) == 20 and h[:4] == b"\x7fELF" and h[4] == 2 and int.from_bytes(h[18:20], "little") == 243
+    return (len(h) == 20 and h[:4] == b"\x7fELF" and h[4] == 2  # ELFCLASS64
+            and int.from_bytes(h[18:20], "little") == 243)  # EM_RISCV
 
 
 def build_ivc_bench(work):
     """Cross-compiles guest/libdvmmipc (make riscv64 O=DIR); returns the ivc-bench binary."""
     makefile = os.path.join(LIBDIR, "Makefile")
     if not os.path.exists(makefile):
-        raise RuntimeError(f"the guest image has no ivc-bench and {os.path.relpath(makefile, ROOT)} "
-                           "does not exist")
+        raise RuntimeError("the guest image has no ivc-bench and "
+                           f"{os.path.relpath(makefile, ROOT)} does not exist")
     out = os.path.join(work, "libdvmmipc")
     os.makedirs(out, exist_ok=True)
     argv = ["nice", "make", "-s", "-C", LIBDIR, "riscv64", f"O={out}"]
@@ -338,6 +346,8 @@ def run_ivc(args, cpio, rep):
     group = f"ivcbench-{os.getpid()}-{rep}"
     sizes = " ".join(str(b) for b in args.sizes)
     cmd = f"sh /opt/ivc.sh {args.ivc_exe} {group} {args.total} {args.lat_iters} {sizes}"
+    if args.ivc_env:
+        cmd = shlex.join(["env"] + args.ivc_env) + " " + cmd
     t = args.ivc_timeout
     runs = run_pair("ivc", dvmm_argv(args, cpio, cmd, t, ivc=(group, 0)),
                     dvmm_argv(args, cpio, cmd, t, ivc=(group, 1)), t)
@@ -346,10 +356,11 @@ def run_ivc(args, cpio, rep):
     res = {"bw": {}, "send_bw": {}}
     for rank, text in enumerate(texts):
         for m in IVC_BW_RE.finditer(text):
-            role, buf, nbytes, secs = m.group(1) or "", int(m.group(2)), int(m.group(3)), float(m.group(4))
+            role = m.group(1) or ""
+            buf, nbytes, secs = int(m.group(2)), int(m.group(3)), float(m.group(4))
             if nbytes != args.total:
-                raise RuntimeError(runs[rank].fail(f"ivc rank {rank}: buf={buf} moved {nbytes} bytes, "
-                                                   f"not {args.total}"))
+                raise RuntimeError(runs[rank].fail(f"ivc rank {rank}: buf={buf} moved {nbytes} "
+                                                   f"bytes, not {args.total}"))
             # The receiver's figure (rank 1, or a line that says so) is the one compared.
             receiver = role.startswith("rec") or (not role and rank == 1)
             res["bw" if receiver else "send_bw"][buf] = nbytes / secs / MIB
@@ -364,8 +375,7 @@ def run_ivc(args, cpio, rep):
         for text in texts:
             m = IVC_LAT_RE.search(text)
             if m:
-                v = float(m.group(1))
-                res["lat"] = v / 1000 if (m.group(2) or "").lower() == "ns" else v
+                res["lat"] = float(m.group(3))
                 break
         else:
             raise RuntimeError(runs[0].fail("ivc: no latency line (`ivc-bench: lat ...`)"))
@@ -391,7 +401,8 @@ def run_tcp(args, cpio, rep):
     tr, ts = rr.text().replace("\r", ""), rs.text().replace("\r", "")
     res = {"bw": {}}
     for m in TCP_RECV_RE.finditer(tr):
-        nbytes, secs, bad, buf = int(m.group(1)), float(m.group(2)), int(m.group(5)), int(m.group(6))
+        nbytes, secs = int(m.group(1)), float(m.group(2))
+        bad, buf = int(m.group(5)), int(m.group(6))
         if nbytes != mib * MIB or bad:
             raise RuntimeError(rr.fail(f"TCP buf={buf}: WRONG DATA: received {nbytes} bytes, "
                                        f"{bad} bad stamps of {m.group(4)}"))
@@ -423,7 +434,8 @@ def run_mpi(args, exe):
         raise RuntimeError(f"MPICH bandwidth run failed (exit status {p.returncode})\n"
                            f"{shlex.join(argv)}\n{(p.stdout + p.stderr)[-1500:]}")
     for m in MPI_BW_RE.finditer(p.stdout):
-        buf, nbytes, secs, bad = int(m.group(1)), int(m.group(2)), float(m.group(3)), int(m.group(6))
+        buf, nbytes, secs = int(m.group(1)), int(m.group(2)), float(m.group(3))
+        bad = int(m.group(6))
         if nbytes != args.total or bad:
             raise RuntimeError(f"MPICH buf={buf}: WRONG DATA ({bad} bad stamps)\n{p.stdout}")
         res["bw"][buf] = nbytes / secs / MIB
@@ -498,11 +510,12 @@ def report(args, res, skipped, failed, started, load, minutes):
         L.append(f"- Guest: the default image `{os.path.basename(os.path.realpath(args.gdir))}` "
                  f"(Linux {manifest.get('kernel_release', '?')}, busybox), 2 VMs of 1 vCPU and "
                  f"{args.memory} per path; ivc shared memory {args.ivc_size}"
-                 + (f"; `ivc-bench` {src} (`{args.ivc_exe}`)" if args.ivc_exe else "") + ".")
+                 + (f"; `ivc-bench` {src} (`{args.ivc_exe}`)" if args.ivc_exe else "")
+                 + (f", environment `{' '.join(args.ivc_env)}`" if args.ivc_env else "") + ".")
     L.append(f"- Transfer per point: **{human(args.total)}** for ivc and MPICH, "
              f"**{human(args.tcp_total)}** for TCP" +
              (" (smaller: the TCP path is ~15 MiB/s)" if args.tcp_total < args.total else "")
-             + "; bandwidth = bytes / the receiver's time. Latency: "
+             + "; bandwidth = bytes / time until the last byte is received. Latency: "
              f"{args.lat_iters} round trips in the VMs, {args.mpi_lat_iters} with MPICH.")
     L.append(f"- Command: `{args.command_line}` ({minutes:.1f} minutes); {args.reps} "
              f"repetition{'s, median (min–max)' if args.reps > 1 else ''}.")
@@ -513,7 +526,9 @@ def report(args, res, skipped, failed, started, load, minutes):
     for kind, why in failed.items():
         L.append(f"- **{NAMES[kind]} failed**: {why}")
     if any(r.get("sender_only") for r in res["ivc"]):
-        L.append("- ivc: `ivc-bench` printed the sender's figures only; those are shown.")
+        L.append("- ivc: timed by rank 0, the sender, from its first `ivc_send` to rank 1's ack "
+                 "after its last `ivc_recv` (the receive side's completion plus one mailbox "
+                 "message).")
     L.append("")
     L.append("**Bandwidth** (MiB/s; higher is better)")
     L.append("")
@@ -533,21 +548,25 @@ def report(args, res, skipped, failed, started, load, minutes):
         for k, label in (("ivc", "ivc mailbox (`ivc-bench lat`)"),
                          ("tcp", "TCP between the VMs, 1-byte ping-pong / 2"),
                          ("mpi", "MPICH on the host, 1-byte ping-pong / 2")):
-            L.append(f"| {label} | {virtio.cell(values(res, k, 'lat'), '{:.1f}' if k != 'mpi' else '{:.2f}')} |")
+            fmt = "{:.2f}" if k == "mpi" else "{:.1f}"
+            L.append(f"| {label} | {virtio.cell(values(res, k, 'lat'), fmt)} |")
         L.append("")
     tr = [r for r in res["tcp"] if "lost" in r]
     if tr:
         L.append("TCP: frames lost " + ", ".join(str(r["lost"]) for r in tr)
                  + ", sender retransmissions " + ", ".join(str(r["retrans"]) for r in tr)
-                 + (", device rx_dropped " + ", ".join(str(r.get("dvmm_rx_dropped", "?")) for r in tr)
+                 + (", device rx_dropped "
+                    + ", ".join(str(r.get("dvmm_rx_dropped", "?")) for r in tr)
                     if any("dvmm_rx_dropped" in r for r in tr) else "")
                  + " (per run, over all sizes).")
         L.append("")
     checked = [NAMES[k] for k in ("tcp", "mpi") if res[k]]
     if checked:
+        wrong = any("WRONG DATA" in v for v in failed.values())
         L.append("Data checked: the " + " and ".join(checked) + " streams' stamp every 4 KiB"
-                 + (" (no mismatch)." if not any("WRONG DATA" in v for v in failed.values()) else ".")
-                 + (" ivc: what `ivc-bench` checks itself (it fails on a mismatch)." if res["ivc"] else ""))
+                 + ("." if wrong else " (no mismatch).")
+                 + (" ivc: rank 1 checks the contents of the last message of each size."
+                    if res["ivc"] else ""))
         L.append("")
     return "\n".join(L)
 
@@ -591,7 +610,8 @@ def svg_plot(args, res, started, path):
         return left + (math.log2(b) - xlo) / (xhi - xlo) * pw
 
     def Y(v):
-        return top + ph - (math.log10(v) - math.log10(ylo)) / (math.log10(yhi) - math.log10(ylo)) * ph
+        frac = (math.log10(v) - math.log10(ylo)) / (math.log10(yhi) - math.log10(ylo))
+        return top + ph - frac * ph
 
     def esc(s):
         return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -602,7 +622,8 @@ def svg_plot(args, res, started, path):
          f'<text x="{left + pw / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">'
          f'Bandwidth between two VMs / processes (bench/ivc.sh)</text>',
          f'<text x="{left + pw / 2}" y="40" text-anchor="middle" fill="#555">'
-         f'{esc(human(args.total))} per point (TCP {esc(human(args.tcp_total))}), receiver\'s clock, '
+         f'{esc(human(args.total))} per point (TCP {esc(human(args.tcp_total))}), '
+         f'bytes / time to the last receive, '
          f'{started:%Y-%m-%d}</text>']
     # grid and y labels: decades, with 2 and 5 as faint lines
     d = ylo
@@ -619,7 +640,8 @@ def svg_plot(args, res, started, path):
     for b in args.sizes:
         x = X(b)
         o.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + ph}" stroke="#eee"/>')
-        o.append(f'<text x="{x:.1f}" y="{top + ph + 18}" text-anchor="middle">{esc(short(b))}</text>')
+        o.append(f'<text x="{x:.1f}" y="{top + ph + 18}" text-anchor="middle">'
+                 f'{esc(short(b))}</text>')
     o.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>')
     o.append(f'<text x="{left + pw / 2}" y="{H - 15}" text-anchor="middle">buffer (message) size, '
              'log scale</text>')
@@ -661,7 +683,8 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="a short run: 64 MiB per point (TCP 32 MiB), buffers of 4K,64K,1M,16M, "
                     "1000 round trips (explicit options still win)")
-    ap.add_argument("--total", type=parse_size, help="bytes per point for ivc and MPICH (default 1G)")
+    ap.add_argument("--total", type=parse_size,
+                    help="bytes per point for ivc and MPICH (default 1G)")
     ap.add_argument("--tcp-total", type=parse_size,
                     help="bytes per point for TCP, a multiple of 1M (default 128M: ~15 MiB/s)")
     ap.add_argument("--sizes", type=size_list,
@@ -672,7 +695,11 @@ def main():
     ap.add_argument("--mpi-lat-iters", type=int, default=100000,
                     help="round trips of MPICH's latency test (default 100000)")
     ap.add_argument("--no-lat", action="store_true", help="no latency tests")
-    ap.add_argument("--ivc-size", default="64M", help="shared memory of the ivc group (default 64M)")
+    ap.add_argument("--ivc-size", default="64M",
+                    help="shared memory of the ivc group (default 64M)")
+    ap.add_argument("--ivc-env", action="append", default=[], metavar="VAR=VALUE",
+                    help="environment for ivc-bench in the guests, e.g. IVC_SPIN_US=1000 "
+                    "(repeatable)")
     ap.add_argument("--build-ivc", action="store_true",
                     help="cross-compile guest/libdvmmipc even if the image has ivc-bench")
     ap.add_argument("--no-ivc", action="store_true")
@@ -709,6 +736,9 @@ def main():
                 f"and --tcp-total ({args.tcp_total})")
     if args.tcp_total % MIB:
         die("--tcp-total must be a multiple of 1 MiB")
+    for e in args.ivc_env:
+        if not re.fullmatch(r"[A-Za-z_]\w*=[\w.,:/-]*", e):
+            die(f"--ivc-env {e!r}: not VAR=VALUE")
     try:
         parse_size(args.ivc_size)
     except argparse.ArgumentTypeError as e:
@@ -723,8 +753,9 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     n = len(args.sizes)
     # Generous: boot + the transfers at 8 MiB/s (ivc) and 2 MiB/s (TCP) + the latency runs.
-    args.ivc_timeout = args.timeout or int(240 + n * args.total / (8 * MIB) + args.lat_iters / 100)
-    args.tcp_timeout = args.timeout or int(240 + n * args.tcp_total / (2 * MIB) + args.lat_iters / 50)
+    args.ivc_timeout = args.timeout or int(240 + n * args.total / (8 * MIB) + args.lat_iters / 20)
+    args.tcp_timeout = args.timeout or int(240 + n * args.tcp_total / (2 * MIB)
+                                           + args.lat_iters / 20)
     args.mpi_timeout = max(120, int(n * args.total / (100 * MIB)) + 60)
 
     # Tools, up front.
