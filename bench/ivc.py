@@ -135,8 +135,8 @@ mailbox latency < 20 µs.
 
 ### How to run
 
-    bench/ivc.sh --quick              # 64 MiB per point, 4 buffer sizes (a few minutes)
-    bench/ivc.sh                      # 1 GiB per point (TCP: 128 MiB), 7 buffer sizes
+    bench/ivc.sh --quick              # 64 MiB per point, 4 buffer sizes (under a minute)
+    bench/ivc.sh                      # 1 GiB per point (TCP: 128 MiB), 7 sizes (2.5 minutes)
     bench/ivc.sh --record             # and writes the results below and docs/ivc-bandwidth.svg
     bench/ivc.sh --help               # --total, --tcp-total, --sizes, --reps, --no-tcp, ...
 
@@ -591,7 +591,7 @@ LABELS = {"ivc": "ivc (libdvmmipc, 2 VMs)", "tcp": "TCP over virtio-net (2 VMs)"
 
 def svg_plot(args, res, started, path):
     W, H = 760, 460
-    left, right, top, bottom = 80, 230, 50, 60
+    left, right, top, bottom = 80, 230, 58, 60
     pw, ph = W - left - right, H - top - bottom
     curves = {k: [(b, med(values(res, k, "bw", b))) for b in args.sizes if values(res, k, "bw", b)]
               for k in KINDS}
@@ -619,12 +619,13 @@ def svg_plot(args, res, started, path):
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
          f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
          f'<rect width="{W}" height="{H}" fill="white"/>',
-         f'<text x="{left + pw / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">'
+         f'<text x="{left + pw / 2}" y="20" text-anchor="middle" font-size="15" font-weight="bold">'
          f'Bandwidth between two VMs / processes (bench/ivc.sh)</text>',
-         f'<text x="{left + pw / 2}" y="40" text-anchor="middle" fill="#555">'
+         f'<text x="{left + pw / 2}" y="39" text-anchor="middle" fill="#555">'
          f'{esc(human(args.total))} per point (TCP {esc(human(args.tcp_total))}), '
          f'bytes / time to the last receive, '
-         f'{started:%Y-%m-%d}</text>']
+         + (f'median of {args.reps} runs, ' if args.reps > 1 else '')
+         + f'{started:%Y-%m-%d}</text>']
     # grid and y labels: decades, with 2 and 5 as faint lines
     d = ylo
     while d <= yhi * 1.0001:
