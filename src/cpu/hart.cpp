@@ -36,7 +36,9 @@ struct MissSlots {
 MissSlots g_miss_slots;
 }  // namespace
 
-DecodedInsn* Hart::miss_slots() { return g_miss_slots.slots; }
+DecodedInsn* Hart::miss_slots() {
+  return g_miss_slots.slots;
+}
 
 Hart::Hart(HartId id, memory::GuestRam& ram, const TimeSource& time)
     : id_(id), ram_(ram), time_(time), code_cache_(kCodeCacheSize) {
@@ -101,12 +103,14 @@ Exit Hart::run(u64 budget) {
         }
         execute_slice(1);
         skip_breakpoint_pc_ = ~u64{0};
+        if (attention_.load(std::memory_order_relaxed) & kAttnExit) continue;  // taken above
         if (controls_.single_step) return ExitSingleStep{pc_};
         continue;
       }
       execute_slice(std::min(kSliceLength, budget_left_));
     } catch (const GuestTrap& trap) {
       account_slice();
+      cancel_deferred_exit();
       // A trap entry costs budget like an instruction, so a guest whose trap handler itself
       // faults (a trap storm) still returns to the monitor when the budget is spent.
       if (budget_left_ != 0) --budget_left_;
@@ -142,13 +146,30 @@ void Hart::account_slice() {
   slice_len_ = slice_left_ = 0;
 }
 
-u64 Hart::current_instret() const { return instret_ + (slice_len_ - slice_left_); }
+u64 Hart::current_instret() const {
+  return instret_ + (slice_len_ - slice_left_);
+}
 
 std::optional<Exit> Hart::take_attention() {
   const u32 a = attention_.exchange(0, std::memory_order_acq_rel);
   if (a & (kAttnFlush | kAttnControls)) service_requests();
+  if (a & kAttnExit) {
+    // The deferred exit goes first; a kick or an interrupt stays noted for the next run().
+    if (const u32 rest = a & (kAttnKick | kAttnInterrupt)) {
+      attention_.fetch_or(rest, std::memory_order_relaxed);
+    }
+    return std::move(pending_exit_);
+  }
   if (a & kAttnKick) return Exit{ExitKicked{}};
   return std::nullopt;
+}
+
+void Hart::cancel_deferred_exit() {
+  // An instruction that trapped after its MMIO access (none of RV64GC's do) must not also
+  // leave with the access.
+  if (attention_.fetch_and(~u32{kAttnExit}, std::memory_order_relaxed) & kAttnExit) {
+    mmio_read_pending_ = false;
+  }
 }
 
 void Hart::service_requests() {
@@ -198,7 +219,9 @@ void Hart::enter_trap(u64 cause, u64 tval, bool is_interrupt) {
   pc_ = (is_interrupt && (stvec_ & 1)) ? base + 4 * cause : base;
 }
 
-void Hart::deliver_exception(u64 cause, u64 tval) { enter_trap(cause, tval, false); }
+void Hart::deliver_exception(u64 cause, u64 tval) {
+  enter_trap(cause, tval, false);
+}
 
 void Hart::sret() {
   const bool to_supervisor = (sstatus_ & kSstatusSpp) != 0;
@@ -219,7 +242,9 @@ u64 Hart::sip_value() const {
   return v;
 }
 
-u64 Hart::pending_interrupts() const { return sip_value() & sie_; }
+u64 Hart::pending_interrupts() const {
+  return sip_value() & sie_;
+}
 
 bool Hart::interrupt_pending() const {
   u64 v = irq_lines_.load(std::memory_order_acquire) & ((u64{1} << kSsi) | (u64{1} << kSei));
@@ -233,9 +258,12 @@ bool Hart::check_interrupts() {
   if (priv_ == Privilege::kSupervisor && (sstatus_ & kSstatusSie) == 0) return false;
   // Priority among S-level interrupts: SEI > SSI > STI (privileged spec 3.1.9).
   u64 cause;
-  if (pending & (u64{1} << kSei)) cause = kSei;
-  else if (pending & (u64{1} << kSsi)) cause = kSsi;
-  else cause = kSti;
+  if (pending & (u64{1} << kSei))
+    cause = kSei;
+  else if (pending & (u64{1} << kSsi))
+    cause = kSsi;
+  else
+    cause = kSti;
   counters_.interrupts.fetch_add(1, std::memory_order_relaxed);
   enter_trap(cause, 0, true);
   return true;
@@ -309,20 +337,34 @@ void Hart::apply_mmio_read(u64 value) {
   if (opcode == 0x03) {
     u64 v;
     switch (f3) {
-      case 0: v = static_cast<u64>(static_cast<i64>(static_cast<i8>(value))); break;
-      case 1: v = static_cast<u64>(static_cast<i64>(static_cast<i16>(value))); break;
-      case 2: v = static_cast<u64>(static_cast<i64>(static_cast<i32>(value))); break;
-      case 4: v = value & 0xff; break;
-      case 5: v = value & 0xffff; break;
-      case 6: v = value & 0xffffffffu; break;
-      default: v = value; break;
+      case 0:
+        v = static_cast<u64>(static_cast<i64>(static_cast<i8>(value)));
+        break;
+      case 1:
+        v = static_cast<u64>(static_cast<i64>(static_cast<i16>(value)));
+        break;
+      case 2:
+        v = static_cast<u64>(static_cast<i64>(static_cast<i32>(value)));
+        break;
+      case 4:
+        v = value & 0xff;
+        break;
+      case 5:
+        v = value & 0xffff;
+        break;
+      case 6:
+        v = value & 0xffffffffu;
+        break;
+      default:
+        v = value;
+        break;
     }
     set_x(rd, v);
   } else if (opcode == 0x07) {
     freg_[rd] = f3 == 2 ? (0xffffffff00000000ull | (value & 0xffffffffu)) : value;
     mark_fp_dirty();
   }
-  pc_ += len;
+  // pc is past the load already: its handler completed (with a placeholder value).
 }
 
 // ------------------------------------------------------------------------- decoded code
@@ -429,10 +471,9 @@ u32 Hart::raw_instruction_at_pc(unsigned* len) {
 // ------------------------------------------------------------------------- exits
 
 const char* exit_name(const Exit& exit) {
-  static constexpr const char* kNames[] = {"sbi_call",  "wfi",        "mmio_read",
-                                           "mmio_write", "page_not_present", "exception",
-                                           "csr_access", "breakpoint", "single_step",
-                                           "kicked",     "budget_exhausted"};
+  static constexpr const char* kNames[] = {
+      "sbi_call",   "wfi",        "mmio_read",   "mmio_write", "page_not_present", "exception",
+      "csr_access", "breakpoint", "single_step", "kicked",     "budget_exhausted"};
   static_assert(std::size(kNames) == kExitKinds);
   return kNames[exit.index()];
 }

@@ -280,6 +280,13 @@ class Hart {
     pending_exit_ = std::move(e);
     throw ExitUnwind{};
   }
+  // An exit after the current instruction completes (no unwinding: MMIO accesses are
+  // frequent, and a C++ exception costs microseconds). The instruction's handler goes on
+  // (a load writes a placeholder that complete_mmio_read() replaces) and advances pc.
+  void defer_exit(Exit e) {
+    pending_exit_ = std::move(e);
+    attention_.fetch_or(kAttnExit, std::memory_order_relaxed);
+  }
   void wfi();
 
   // CSR instructions (cpu/csr.cpp).
@@ -298,7 +305,15 @@ class Hart {
   static constexpr u64 kSstatusSum = 1u << 18;
   static constexpr u64 kSstatusMxr = 1u << 19;
 
-  enum Attention : u32 { kAttnKick = 1, kAttnInterrupt = 2, kAttnFlush = 4, kAttnControls = 8 };
+  // kAttnExit: an instruction completed with an exit for the monitor (an MMIO access,
+  // defer_exit()); the loop stops before the next instruction and run() returns it.
+  enum Attention : u32 {
+    kAttnKick = 1,
+    kAttnInterrupt = 2,
+    kAttnFlush = 4,
+    kAttnControls = 8,
+    kAttnExit = 16
+  };
   std::atomic<u32> attention_{0};
 
  private:
@@ -306,6 +321,7 @@ class Hart {
   void execute_slice(u64 n);
   void account_slice();
   std::optional<Exit> take_attention();
+  void cancel_deferred_exit();
   bool check_interrupts();
   bool exception_intercepted(u64 cause, u64 tval) const;
   void apply_mmio_read(u64 value);

@@ -215,7 +215,8 @@ u64 Hart::load_slow(u64 va, unsigned size) {
   if (va & (size - 1)) raise(kLoadAccessFault, va);  // misaligned device access
   mmio_raw_ = raw_instruction_at_pc(&mmio_len_);
   mmio_read_pending_ = true;
-  exit_with(ExitMmioRead{gpa, static_cast<u8>(size)});
+  defer_exit(ExitMmioRead{gpa, static_cast<u8>(size)});
+  return 0;  // replaced by complete_mmio_read()
 }
 
 void Hart::store_slow(u64 va, u64 value, unsigned size) {
@@ -241,11 +242,9 @@ void Hart::store_slow(u64 va, u64 value, unsigned size) {
     return;
   }
   if (va & (size - 1)) raise(kStoreAccessFault, va);
-  unsigned len;
-  (void)raw_instruction_at_pc(&len);
-  pc_ += len;  // the store is complete from the guest's point of view
   if (size < 8) value &= (u64{1} << (8 * size)) - 1;
-  exit_with(ExitMmioWrite{gpa, static_cast<u8>(size), value});
+  // The store is complete from the guest's point of view once its handler advances pc.
+  defer_exit(ExitMmioWrite{gpa, static_cast<u8>(size), value});
 }
 
 u8* Hart::atomic_host_ptr(u64 va, unsigned size) {

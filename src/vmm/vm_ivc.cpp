@@ -23,11 +23,12 @@ IvcSpec parse_ivc_spec(std::string_view text) {
     throw bad(problem);
   }
   rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
-  const auto number = [&](std::string_view key, std::string_view value, unsigned limit) {
+  const auto number = [&](std::string_view key, std::string_view value, unsigned lo, unsigned hi) {
     unsigned n = 0;
     const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), n);
-    if (error != std::errc{} || end != value.data() + value.size() || n > limit) {
-      throw bad(std::string(key) + " must be a number from 0 to " + std::to_string(limit));
+    if (error != std::errc{} || end != value.data() + value.size() || n < lo || n > hi) {
+      throw bad(std::string(key) + " must be a number from " + std::to_string(lo) + " to " +
+                std::to_string(hi));
     }
     return n;
   };
@@ -50,10 +51,9 @@ IvcSpec parse_ivc_spec(std::string_view text) {
         throw bad("size must be a multiple of 4 KiB from 4K to 16G");
       }
     } else if (key == "rank") {
-      spec.rank = static_cast<int>(number(key, value, ivc::kMaxRanks - 1));
+      spec.rank = static_cast<int>(number(key, value, 0, ivc::kMaxRanks - 1));
     } else if (key == "members") {
-      spec.expected_members = number(key, value, ivc::kMaxRanks);
-      if (spec.expected_members == 0) throw bad("members must be from 1 to 64");
+      spec.expected_members = number(key, value, 1, ivc::kMaxRanks);
     } else {
       throw bad("unknown option '" + std::string(key) + "' (size, rank, members)");
     }
