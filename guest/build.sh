@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Build dvmm's default guest image: a RISC-V Linux kernel (Debian's linux-source-6.1 on top of
 # tinyconfig + guest/kernel.config), a static busybox (Debian's busybox source package), static
-# e2fsck and mke2fs (Debian's e2fsprogs source package), an initramfs with busybox, e2fsprogs
-# and guest/initramfs/* (whose /init implements the /dvmm/cmd protocol and booting from a
-# disk), and rootfs.ext4, an ext4 disk image holding the same files.
+# e2fsck and mke2fs (Debian's e2fsprogs source package), libdvmmipc with ivc-test and ivc-bench
+# (guest/libdvmmipc), an initramfs with busybox, e2fsprogs, libdvmmipc and guest/initramfs/*
+# (whose /init implements the /dvmm/cmd protocol and booting from a disk), and rootfs.ext4, an
+# ext4 disk image holding the same files.
 #
 # Everything is cached under ${DVMM_CACHE_DIR:-$HOME/.cache/dvmm}/guest/ (see guest/README.md):
 #   kernel/<kkey>/     Image, vmlinux, config, gen_init_cpio, kernelrelease, version, build.log
 #   busybox/<bkey>/    busybox, busybox.links, config, build.log
 #   e2fsprogs/<ekey>/  e2fsck, mke2fs, version, build.log
+#   libdvmmipc/<lkey>/ libdvmmipc.a, dvmmipc.h, ivc-test, ivc-bench (a link to ivc-test), build.log
 #   initramfs/<ikey>/  initramfs.cpio.gz, initramfs.spec
 #   rootfs/<rkey>/     rootfs.ext4, rootfs.spec, build.log
 #   <key>/             the image: hard links to Image, vmlinux, config, initramfs.cpio.gz,
@@ -367,12 +369,56 @@ build_e2fsprogs() { # builds and publishes $E2FSPROGS_DIR
 }
 
 # ------------------------------------------------------------------------------------------------
+# libdvmmipc (guest/libdvmmipc): the inter-VM communication library and its programs
+
+build_libdvmmipc() { # builds and publishes $LIBDVMMIPC_DIR
+    local work out b
+    work=$(new_work_dir "libdvmmipc-$LIBDVMMIPC_KEY")
+    out=$work/out
+    LOG=$GCACHE/logs/libdvmmipc-$LIBDVMMIPC_KEY.log
+    : >"$LOG"
+    # the Makefile's riscv64 target: static, -Wall -Wextra -Werror, stripped programs
+    run_logged make -C "$GUEST_DIR/libdvmmipc" riscv64 O="$work/build" CROSS="$CROSS"
+    mkdir -p "$out"
+    for b in libdvmmipc.a dvmmipc.h ivc-test; do
+        [ -f "$work/build/$b" ] || die "libdvmmipc: make riscv64 made no $b"
+        cp "$work/build/$b" "$out/"
+    done
+    ln -s ivc-test "$out/ivc-bench" # one binary: it runs as ivc-bench by that name
+    "${CROSS}readelf" -h "$out/ivc-test" | grep -q 'Machine:.*RISC-V' || die "ivc-test is not a RISC-V binary"
+    if "${CROSS}readelf" -l "$out/ivc-test" | grep -q 'program interpreter'; then
+        die "ivc-test is not statically linked"
+    fi
+    if command -v qemu-riscv64 >/dev/null 2>&1; then # smoke test: usage errors exit with 2
+        local rc=0
+        qemu-riscv64 "$out/ivc-test" >>"$LOG" 2>&1 </dev/null || rc=$?
+        [ "$rc" -eq 2 ] || die "libdvmmipc: ivc-test without arguments exited with $rc, not 2 (log: $LOG)"
+    fi
+    cp "$LOG" "$out/build.log"
+    publish "$out" "$LIBDVMMIPC_DIR"
+}
+
+# libdvmmipc_digest: the sources of what goes into the guest (the host test's files, whose names
+# start with test_ or dvmmipc_fake, and the default output directory out/ are left out)
+libdvmmipc_digest() {
+    local dir=$GUEST_DIR/libdvmmipc
+    [ -d "$dir" ] || die "$dir is missing"
+    (cd "$dir" && find . -path ./out -prune -o -type f ! -name 'test_*' ! -name 'dvmmipc_fake*' \
+        ! -name .gitignore -print0 | LC_ALL=C sort -z | xargs -0r sha256sum) | sha256sum | cut -c1-64
+}
+
+# ------------------------------------------------------------------------------------------------
 # the guest's file tree (initramfs and rootfs.ext4)
 
 # Links to the e2fsprogs binaries: busybox's fsck runs fsck.<type>. Busybox's own mkfs.ext2
 # (a REQUIRED_APPLETS entry) stays.
 E2FS_LINKS="/sbin/fsck.ext2:e2fsck /sbin/fsck.ext3:e2fsck /sbin/fsck.ext4:e2fsck
   /sbin/mkfs.ext3:mke2fs /sbin/mkfs.ext4:mke2fs"
+# libdvmmipc in the guest: PATH:FILE-IN-THE-LIBDVMMIPC-DIR:MODE; ivc-bench is a link to ivc-test
+# (one binary: 0.26 MB of gzip in the initramfs instead of 0.5).
+LIBDVMMIPC_FILES="/usr/lib/libdvmmipc.a:libdvmmipc.a:0644 /usr/include/dvmmipc.h:dvmmipc.h:0644
+  /usr/bin/ivc-test:ivc-test:0755"
+LIBDVMMIPC_LINKS="/usr/bin/ivc-bench:ivc-test"
 # The e2fsprogs binaries of each tree. The initramfs has no mke2fs: every boot inflates the
 # initramfs, and mke2fs would add 0.5 MB of gzip to it (about 0.2 s of boot time on a loaded
 # 2-core host); /init only needs e2fsck.
@@ -380,8 +426,8 @@ E2FS_BINARIES_INITRAMFS="e2fsck"
 E2FS_BINARIES_ROOTFS="e2fsck mke2fs"
 
 # guest_tree_spec BINARIES: the guest's files in gen_init_cpio's format, on stdout: busybox and
-# its applet links, the e2fsprogs BINARIES (e.g. "e2fsck mke2fs") with their links, and
-# guest/initramfs/* (which wins over both).
+# its applet links, the e2fsprogs BINARIES (e.g. "e2fsck mke2fs") with their links, libdvmmipc
+# (LIBDVMMIPC_FILES), and guest/initramfs/* (which wins over all of them).
 guest_tree_spec() {
     local bb=$BUSYBOX_DIR e2=$E2FSPROGS_DIR overlay=$GUEST_DIR/initramfs e2bins=" $1 "
     declare -A dirs=() taken=()
@@ -389,8 +435,8 @@ guest_tree_spec() {
     for a in $INIT_APPLETS; do
         grep -qE "/$a\$" "$bb/busybox.links" || die "busybox.links has no $a (/init needs it)"
     done
-    for d in /bin /sbin /usr /usr/bin /usr/sbin /dev /proc /sys /tmp /run /root /etc /mnt /var \
-        /dvmm /newroot; do
+    for d in /bin /sbin /usr /usr/bin /usr/sbin /usr/lib /usr/include /dev /proc /sys /tmp /run \
+        /root /etc /mnt /var /dvmm /newroot; do
         dirs[$d]=1
     done
     # overlay entries (relative paths, sorted for a reproducible archive)
@@ -403,6 +449,17 @@ guest_tree_spec() {
         if [ -d "$overlay$rel" ] && [ ! -L "$overlay$rel" ]; then dirs[$rel]=1; else taken[$rel]=1; fi
         p=${rel%/*}
         while [ -n "$p" ]; do dirs[$p]=1; p=${p%/*}; done
+    done
+    local ipcfiles=() ipclinks=()
+    for l in $LIBDVMMIPC_FILES; do
+        p=${l%%:*}
+        [ -n "${taken[$p]+x}" ] && continue
+        ipcfiles+=("$l"); taken[$p]=1
+    done
+    for l in $LIBDVMMIPC_LINKS; do
+        p=${l%%:*}
+        [ -n "${taken[$p]+x}" ] && continue
+        ipclinks+=("$l"); taken[$p]=1
     done
     local e2files=() e2links=()
     for p in $1; do
@@ -439,6 +496,11 @@ guest_tree_spec() {
     for p in "${links[@]}"; do printf 'slink %s /bin/busybox 0777 0 0\n' "$p"; done
     for p in "${e2files[@]+"${e2files[@]}"}"; do printf 'file %s %s 0755 0 0\n' "$p" "$e2/${p##*/}"; done
     for l in "${e2links[@]+"${e2links[@]}"}"; do printf 'slink %s %s 0777 0 0\n' "${l%%:*}" "${l#*:}"; done
+    for l in "${ipcfiles[@]+"${ipcfiles[@]}"}"; do
+        p=${l#*:}
+        printf 'file %s %s %s 0 0\n' "${l%%:*}" "$LIBDVMMIPC_DIR/${p%%:*}" "${l##*:}"
+    done
+    for l in "${ipclinks[@]+"${ipclinks[@]}"}"; do printf 'slink %s %s 0777 0 0\n' "${l%%:*}" "${l#*:}"; done
     for rel in "${overlay_entries[@]+"${overlay_entries[@]}"}"; do
         p=$overlay$rel
         if [ -L "$p" ]; then
@@ -452,7 +514,8 @@ guest_tree_spec() {
 
 # spec_for_humans: the spec on stdin with the cache paths shortened (for initramfs.spec etc.)
 spec_for_humans() {
-    sed "s|$GUEST_DIR/initramfs|guest/initramfs|g; s|$BUSYBOX_DIR/|busybox/|g; s|$E2FSPROGS_DIR/|e2fsprogs/|g"
+    sed "s|$GUEST_DIR/initramfs|guest/initramfs|g; s|$BUSYBOX_DIR/|busybox/|g; s|$E2FSPROGS_DIR/|e2fsprogs/|g
+        s|$LIBDVMMIPC_DIR/|libdvmmipc/|g"
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -561,9 +624,14 @@ compute_keys() {
         echo "e2fsprogs v1"; echo "e2fsprogs $E2FSPROGS_VERSION"; echo "$GCC_VERSION"; echo "$BINUTILS_VERSION"
         declare -f build_e2fsprogs
     } | short_hash)
+    LIBDVMMIPC_KEY=$( {
+        echo "libdvmmipc v1"; echo "$GCC_VERSION"; echo "$BINUTILS_VERSION"; libdvmmipc_digest
+        declare -f build_libdvmmipc libdvmmipc_digest
+    } | short_hash)
     local tree_inputs
     tree_inputs=$( {
         echo "busybox $BUSYBOX_KEY"; echo "e2fsprogs $E2FSPROGS_KEY"; echo "$E2FS_LINKS"
+        echo "libdvmmipc $LIBDVMMIPC_KEY"; echo "$LIBDVMMIPC_FILES"; echo "$LIBDVMMIPC_LINKS"
         echo "$INIT_APPLETS"; overlay_digest; declare -f guest_tree_spec spec_for_humans
     } )
     INITRAMFS_KEY=$( {
@@ -577,12 +645,13 @@ compute_keys() {
         echo "$ROOTFS_FEATURES"; declare -f build_rootfs
     } | short_hash)
     IMAGE_KEY=$( {
-        echo "image v2"; echo "$KERNEL_KEY $BUSYBOX_KEY $E2FSPROGS_KEY $INITRAMFS_KEY $ROOTFS_KEY"
+        echo "image v2"; echo "$KERNEL_KEY $BUSYBOX_KEY $E2FSPROGS_KEY $LIBDVMMIPC_KEY $INITRAMFS_KEY $ROOTFS_KEY"
         cat "$SELF"
     } | short_hash)
     KERNEL_DIR=$GCACHE/kernel/$KERNEL_KEY
     BUSYBOX_DIR=$GCACHE/busybox/$BUSYBOX_KEY
     E2FSPROGS_DIR=$GCACHE/e2fsprogs/$E2FSPROGS_KEY
+    LIBDVMMIPC_DIR=$GCACHE/libdvmmipc/$LIBDVMMIPC_KEY
     INITRAMFS_DIR=$GCACHE/initramfs/$INITRAMFS_KEY
     ROOTFS_DIR=$GCACHE/rootfs/$ROOTFS_KEY
     IMAGE_DIR=$GCACHE/$IMAGE_KEY
@@ -661,6 +730,13 @@ if ! image_complete "$IMAGE_DIR"; then
         cleanup
         msg "e2fsprogs built in $(since "$t"): $E2FSPROGS_DIR"
     fi
+    if [ ! -f "$LIBDVMMIPC_DIR/ivc-test" ]; then
+        t=$(date +%s.%N)
+        msg "building libdvmmipc, ivc-test and ivc-bench (seconds; log: $GCACHE/logs/libdvmmipc-$LIBDVMMIPC_KEY.log)..."
+        build_libdvmmipc
+        cleanup
+        msg "libdvmmipc built in $(since "$t"): $LIBDVMMIPC_DIR"
+    fi
     if [ ! -f "$INITRAMFS_DIR/initramfs.cpio.gz" ]; then
         t=$(date +%s.%N)
         msg "building initramfs..."
@@ -686,6 +762,7 @@ if ! image_complete "$IMAGE_DIR"; then
         echo "kernel_key=$KERNEL_KEY"
         echo "busybox_key=$BUSYBOX_KEY"
         echo "e2fsprogs_key=$E2FSPROGS_KEY"
+        echo "libdvmmipc_key=$LIBDVMMIPC_KEY"
         echo "initramfs_key=$INITRAMFS_KEY"
         echo "rootfs_key=$ROOTFS_KEY"
         echo "linux_source=$LINUX_PKG $LINUX_VERSION"
