@@ -46,6 +46,8 @@ void make_private_directories(const std::string& path) {
 }
 
 // Field 22 of /proc/PID/stat (start time in clock ticks since boot), 0 if the process is gone.
+// A zombie (field 3, the state, is Z: it exited and its parent has not waited for it yet)
+// is gone too: kill(pid, 0) still succeeds on it and its pidfd stays readable.
 u64 process_start_time(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text;
@@ -54,7 +56,8 @@ u64 process_start_time(int pid) {
   if (paren == std::string::npos) return 0;
   std::istringstream fields(text.substr(paren + 2));
   std::string field;
-  for (int i = 3; i <= 22; ++i) {
+  if (!(fields >> field) || field == "Z" || field == "X") return 0;
+  for (int i = 4; i <= 22; ++i) {
     if (!(fields >> field)) return 0;
   }
   return std::strtoull(field.c_str(), nullptr, 10);

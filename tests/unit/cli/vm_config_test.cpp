@@ -420,5 +420,41 @@ TEST_F(VmConfig, BadDevicesNameTheKeyAndLine) {
   EXPECT_THAT(error_for("disks = \"a.img\"\n"), ::testing::HasSubstr("disks"));
 }
 
+TEST_F(VmConfig, IvcGroupsAreRead) {
+  RunOptions o;
+  apply_vm_config(write("ivc = [\"lab\", \"bulk,size=256M,rank=1,members=4\"]\n"), o);
+  EXPECT_EQ(o.ivcs, (std::vector<std::string>{"lab", "bulk,size=256M,rank=1,members=4"}));
+  RunOptions empty;
+  apply_vm_config(write("ivc = []\n", "empty.toml"), empty);
+  EXPECT_TRUE(empty.ivcs.empty());
+}
+
+TEST_F(VmConfig, ABadIvcGroupNamesTheElementAndItsLine) {
+  const std::string file = (dir_ / "vm.toml").string();
+  EXPECT_THAT(error_for("vcpus = 1\nivc = [\"good\",\n  \"bad/name,size=1M\"]\n"),
+              ::testing::AllOf(::testing::StartsWith(file + ":3: ivc[1]: "),
+                               ::testing::HasSubstr("bad inter-VM group 'bad/name,size=1M'"),
+                               ::testing::HasSubstr("letters, digits")));
+  EXPECT_THAT(
+      error_for("ivc = [\"g,rank=64\"]\n"),
+      ::testing::AllOf(::testing::StartsWith(file + ":1: ivc[0]: "), ::testing::HasSubstr("rank")));
+  EXPECT_THAT(error_for("ivc = [\"g,colour=red\"]\n"), ::testing::HasSubstr("colour"));
+  EXPECT_THAT(error_for("ivc = \"g\"\n"),
+              ::testing::AllOf(::testing::StartsWith(file + ":1: ivc: "),
+                               ::testing::HasSubstr("expected an array")));
+  EXPECT_THAT(error_for("ivc = [\"g\",\n  7]\n"),
+              ::testing::AllOf(::testing::StartsWith(file + ":2: ivc[1]: "),
+                               ::testing::HasSubstr("expected a string")));
+}
+
+TEST_F(VmConfigFlags, IvcFlagsOverrideTheFile) {
+  const std::string path = write("ivc = [\"from-file\"]\n");
+  EXPECT_EQ(parse({"run", "--config", path.c_str()}).ivcs, (std::vector<std::string>{"from-file"}));
+  const RunOptions o = parse(
+      {"run", "--config", path.c_str(), "--ivc", "a,size=1M", "--ivc", "b", "--", "echo", "-x"});
+  EXPECT_EQ(o.ivcs, (std::vector<std::string>{"a,size=1M", "b"}));
+  EXPECT_EQ(o.command, (std::vector<std::string>{"echo", "-x"}));
+}
+
 }  // namespace
 }  // namespace dvmm::cli
