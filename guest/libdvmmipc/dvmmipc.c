@@ -214,8 +214,9 @@ static struct {
   uint64_t events; /* bumped on each arrival, departure or ring error: receives wait on it */
   int active;      /* peer whose ring a receive is streaming from (progress skips it), or -1 */
   int init_err;
-  int fatal; /* IVC_ERR_IO after an allocation failure: messages were lost */
-  uint64_t spin_ns;
+  int fatal;         /* IVC_ERR_IO after an allocation failure: messages were lost */
+  uint64_t spin_len; /* how long a wait spins, in spin_now() units */
+  uint64_t ticks_per_s;
   unsigned polls;
   int send_dest; /* what SEND_DEST holds, -1: unknown */
 } S;
@@ -239,6 +240,41 @@ static uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The clock of spin loops. On RISC-V the time CSR, read directly (as the vDSO does): Linux
+ * 6.1's riscv vDSO dereferences NULL when its clock_gettime retries a read that raced a
+ * timekeeping update without CONFIG_JUMP_LABEL (its cpu_relax() reads a static key through an
+ * unrelocated pointer), which a loop calling clock_gettime runs into within seconds. Ticks
+ * per second from the device tree; without them, clock_gettime in ns. */
+static uint64_t spin_now(void) {
+#if defined(__riscv)
+  if (S.ticks_per_s) {
+    uint64_t t;
+    __asm__ volatile("rdtime %0" : "=r"(t));
+    return t;
+  }
+#endif
+  return now_ns();
+}
+
+static uint64_t timebase_hz(void) {
+#if defined(__riscv)
+  static const char* paths[] = {"/sys/firmware/devicetree/base/cpus/timebase-frequency",
+                                "/proc/device-tree/cpus/timebase-frequency"};
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+    int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    uint8_t b[8];
+    ssize_t n = read(fd, b, sizeof b);
+    close(fd);
+    if (n != 4 && n != 8) continue;
+    uint64_t hz = 0;
+    for (ssize_t k = 0; k < n; k++) hz = hz << 8 | b[k]; /* big-endian cell(s) */
+    if (hz) return hz;
+  }
+#endif
+  return 0;
 }
 
 static inline void cpu_relax(void) {
@@ -423,8 +459,8 @@ typedef int (*cond_fn)(void* arg); /* >0 ready, 0 not yet, <0 error */
  * waiting flag that makes the other side ring a doorbell. Returns 0 (check again) or an
  * error. */
 static int wait_step(struct waitctx* w, _Atomic uint32_t* flag, cond_fn cond, void* arg) {
-  uint64_t t = now_ns();
-  if (w->spin_end == 0) w->spin_end = t + S.spin_ns;
+  uint64_t t = spin_now();
+  if (w->spin_end == 0) w->spin_end = t + S.spin_len;
   if (t < w->spin_end) {
     poll_inbox();
     cpu_relax();
@@ -994,7 +1030,10 @@ int ivc_init(const char* group_name) {
   memset(&S, 0, sizeof S);
   S.active = -1;
   S.send_dest = -1;
-  S.spin_ns = env_u64("IVC_SPIN_US", 50) * 1000;
+  S.ticks_per_s = timebase_hz();
+  uint64_t spin_us = env_u64("IVC_SPIN_US", 50);
+  if (spin_us > 60000000) spin_us = 60000000;
+  S.spin_len = S.ticks_per_s ? spin_us * S.ticks_per_s / 1000000 : spin_us * 1000;
   uint64_t timeout_s = env_u64("IVC_INIT_TIMEOUT", 300);
   uint64_t deadline = timeout_s ? now_ns() + timeout_s * 1000000000ull : 0;
   int rc = (opener_override ? opener_override : uio_open)(group_name, &S.dev);
