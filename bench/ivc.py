@@ -164,7 +164,7 @@ where T differs.
   wake-ups go through the mailbox; rank 0 times from its first send to rank 1's 1-byte ack
   after the last receive, and rank 1 checks the last message's contents), then `ivc-bench
   GROUP lat N`: N round trips of a 1-byte message through the mailbox registers, one way =
-  half the mean round trip. `libdvmmipc`'s defaults (a wait spins `IVC_SPIN_US` = 50 µs,
+  half the mean round trip. `libdvmmipc`'s defaults (a wait spins `IVC_SPIN_US` = 1000 µs,
   then sleeps on the interrupt) unless `--ivc-env` says otherwise.
 - **TCP**: `--net switch=NAME,mac=..`, static addresses with `ifconfig`, IPv6 off;
   `tcpstream send IP PORT T B` writes the stream in `write()`s of B bytes, `tcpstream recv

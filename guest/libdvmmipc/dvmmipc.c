@@ -67,7 +67,7 @@
  * and queues the message; a receive that takes it copies the payload from the ring straight
  * into the caller's buffer (the messages of that sender ahead of it are copied out first).
  *
- * Waiting. A waiter spins for IVC_SPIN_US (default 50 us) polling the mailbox (RECV_DATA,
+ * Waiting. A waiter spins for IVC_SPIN_US (default 1000 us) polling the mailbox (RECV_DATA,
  * which reads 0 when the inbox is empty; IRQ_STATUS for membership every 16th time) and the
  * ring, then sleeps: it unmasks the interrupt, takes what the mailbox holds and any
  * membership change, sets the ring's waiting flag and rx_waiting of every ring holding
@@ -1031,7 +1031,7 @@ int ivc_init(const char* group_name) {
   S.active = -1;
   S.send_dest = -1;
   S.ticks_per_s = timebase_hz();
-  uint64_t spin_us = env_u64("IVC_SPIN_US", 50);
+  uint64_t spin_us = env_u64("IVC_SPIN_US", 1000);
   if (spin_us > 60000000) spin_us = 60000000;
   S.spin_len = S.ticks_per_s ? spin_us * S.ticks_per_s / 1000000 : spin_us * 1000;
   uint64_t timeout_s = env_u64("IVC_INIT_TIMEOUT", 300);

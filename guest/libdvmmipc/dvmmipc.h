@@ -28,7 +28,8 @@
  *
  * Environment: IVC_INIT_TIMEOUT (seconds ivc_init waits for the members and their hellos,
  * default 300, 0 = forever), IVC_SPIN_US (microseconds a wait spins before it sleeps on the
- * interrupt, default 50).
+ * interrupt, default 1000: longer than a round trip between two guests, so a ping-pong
+ * does not sleep).
  */
 #ifndef DVMMIPC_H
 #define DVMMIPC_H

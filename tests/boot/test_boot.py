@@ -44,6 +44,11 @@ def build_threads_cpio():
     os.makedirs(os.path.join(stage, "opt"))
     subprocess.run(["riscv64-linux-gnu-gcc", "-static", "-O2", "-pthread", "-o",
                     os.path.join(stage, "opt", "threads"), src], check=True)
+    return pack_cpio(stage, cpio)
+
+
+def pack_cpio(stage, cpio):
+    """Packs the directory `stage` as the newc cpio archive `cpio` (for --initrd-extra)."""
     files = subprocess.run(["find", "."], cwd=stage, capture_output=True, text=True,
                            check=True).stdout
     with open(cpio, "wb") as out:

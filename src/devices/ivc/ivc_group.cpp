@@ -147,7 +147,11 @@ IvcGroup::~IvcGroup() {
 }
 
 void IvcGroup::lock() {
-  if (::flock(lock_fd_, LOCK_EX) != 0) {
+  int rc;
+  do {
+    rc = ::flock(lock_fd_, LOCK_EX);
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
     throw IvcError("cannot lock " + directory_ + "/lock: " + errno_text(errno));
   }
 }
@@ -392,7 +396,11 @@ void IvcGroup::watch_loop(Notify notify) {
   };
   const auto reap_dead = [&] {
     bool any = false;
-    lock();
+    try {
+      lock();
+    } catch (const IvcError&) {
+      return false;  // try again at the next event (this thread must not throw)
+    }
     for (unsigned r = 0; r < kMaxRanks; ++r) {
       if (r != rank_) any |= free_slot_if_dead(r);
     }
