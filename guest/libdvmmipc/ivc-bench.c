@@ -26,43 +26,8 @@
 #include "ivc_main.h"
 #include "ivc_pattern.h"
 
-static int g_rank = -1, g_size;
-
-static void fail(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("ivc-bench: FAIL rank %d: ", g_rank);
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  exit(1);
-}
-
-static void check_rc(int rc, const char* what) {
-  if (rc != IVC_OK) fail("%s: %d (%s)", what, rc, ivc_strerror(rc));
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int parse_size(const char* s, uint64_t* out) {
-  char* end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s) return -1;
-  int shift = 0;
-  if (*end == 'K' || *end == 'k') shift = 10;
-  if (*end == 'M' || *end == 'm') shift = 20;
-  if (*end == 'G' || *end == 'g') shift = 30;
-  if (shift) end++;
-  if (*end || v == 0) return -1;
-  *out = v << shift;
-  return 0;
-}
+#define IVC_PROG "ivc-bench"
+#include "ivc_prog.h"
 
 enum { TAG_DATA = 1, TAG_READY = 2, TAG_ACK = 3, TAG_DONE = 4, TAG_LAT = 5 };
 
@@ -135,13 +100,14 @@ int ivc_bench_main(int argc, char** argv) {
   int nbufs = 0;
   long rounds = 0;
   if (!strcmp(mode, "bw")) {
-    if (argc < 5 || argc - 4 > 64 || parse_size(argv[3], &total)) return usage();
+    if (argc < 5 || argc - 4 > 64 || parse_size(argv[3], &total) || total == 0) return usage();
     for (int i = 4; i < argc; i++) {
-      if (parse_size(argv[i], &bufs[nbufs++])) return usage();
+      if (parse_size(argv[i], &bufs[nbufs]) || bufs[nbufs++] == 0) return usage();
     }
   } else if (!strcmp(mode, "lat")) {
     rounds = atol(argv[3]);
-    if (rounds <= 0 || argc > 5 || (argc == 5 && parse_size(argv[4], &size))) return usage();
+    if (rounds <= 0 || argc > 5 || (argc == 5 && (parse_size(argv[4], &size) || size == 0)))
+      return usage();
   } else {
     return usage();
   }

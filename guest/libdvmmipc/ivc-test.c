@@ -38,59 +38,10 @@
 #include "ivc_main.h"
 #include "ivc_pattern.h"
 
+#define IVC_PROG "ivc-test"
+#include "ivc_prog.h"
+
 #define SMALL_MAX (64 * 1024)
-
-static int g_rank = -1, g_size = 0;
-
-static void fail(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("ivc-test: FAIL rank %d: ", g_rank);
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  fflush(stdout);
-  exit(1);
-}
-
-static void check_rc(int rc, const char* what) {
-  if (rc != IVC_OK) fail("%s: %d (%s)", what, rc, ivc_strerror(rc));
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int parse_size(const char* s, uint64_t* out) {
-  char* end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s) return -1;
-  switch (*end) {
-    case 'K':
-    case 'k':
-      v <<= 10;
-      end++;
-      break;
-    case 'M':
-    case 'm':
-      v <<= 20;
-      end++;
-      break;
-    case 'G':
-    case 'g':
-      v <<= 30;
-      end++;
-      break;
-    default:
-      break;
-  }
-  if (*end) return -1;
-  *out = v;
-  return 0;
-}
 
 static void* xmalloc(size_t n) {
   void* p = malloc(n ? n : 1);

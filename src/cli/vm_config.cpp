@@ -209,6 +209,21 @@ class Reader {
     return out;
   }
 
+  // Strings that `check` accepts; it throws with the reason, reported against KEY[i]'s line.
+  template <typename Check>
+  std::vector<std::string> checked_strings(const toml::node& n, std::string_view key,
+                                           Check check) const {
+    std::vector<std::string> out = strings(n, key);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      try {
+        check(out[i]);
+      } catch (const std::exception& e) {
+        fail(*n.as_array()->get(i), fmt::format("{}[{}]", key, i), e.what());
+      }
+    }
+    return out;
+  }
+
   std::vector<std::string> paths(const toml::node& n, std::string_view key) const {
     std::vector<std::string> out;
     const toml::array& a = array(n, key);
@@ -362,25 +377,11 @@ const Rule kTopRules[] = {
      }},
     {"nets", "--net", nullptr,
      [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
-       o.nets = r.strings(n, key);
-       for (std::size_t i = 0; i < o.nets.size(); ++i) {
-         try {
-           devices::parse_net_spec(o.nets[i]);
-         } catch (const devices::NetError& e) {
-           r.fail(*n.as_array()->get(i), fmt::format("{}[{}]", key, i), e.what());
-         }
-       }
+       o.nets = r.checked_strings(n, key, [](const std::string& t) { devices::parse_net_spec(t); });
      }},
     {"ivc", "--ivc", nullptr,
      [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {
-       o.ivcs = r.strings(n, key);
-       for (std::size_t i = 0; i < o.ivcs.size(); ++i) {
-         try {
-           vmm::parse_ivc_spec(o.ivcs[i]);
-         } catch (const std::invalid_argument& e) {
-           r.fail(*n.as_array()->get(i), fmt::format("{}[{}]", key, i), e.what());
-         }
-       }
+       o.ivcs = r.checked_strings(n, key, [](const std::string& t) { vmm::parse_ivc_spec(t); });
      }},
     {"rng", "--rng", nullptr,
      [](const Reader& r, const toml::node& n, std::string_view key, RunOptions& o) {

@@ -19,6 +19,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "devices/private_directory.hpp"
+
 namespace dvmm::devices::ivc {
 namespace {
 
@@ -33,16 +35,6 @@ std::string errno_text(int error) {
 std::string mib_text(u64 bytes) {
   if (bytes % (u64{1} << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
   return std::to_string(bytes) + " bytes";
-}
-
-void make_private_directories(const std::string& path) {
-  for (std::size_t end = 1; end <= path.size(); ++end) {
-    if (end != path.size() && path[end] != '/') continue;
-    const std::string prefix = path.substr(0, end);
-    if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
-      throw IvcError("cannot create " + prefix + ": " + errno_text(errno));
-    }
-  }
 }
 
 // Field 22 of /proc/PID/stat (start time in clock ticks since boot), 0 if the process is gone.
@@ -166,7 +158,9 @@ void IvcGroup::unlock() {
 void IvcGroup::open_locked_directory() {
   const std::string lock_path = directory_ + "/lock";
   for (int attempt = 0; attempt < 100; ++attempt) {
-    make_private_directories(directory_);
+    if (const std::string problem = make_private_directories(directory_); !problem.empty()) {
+      throw IvcError(problem);
+    }
     lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (lock_fd_ < 0) throw IvcError("cannot open " + lock_path + ": " + errno_text(errno));
     lock();

@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "base/clock.hpp"
+#include "devices/private_directory.hpp"
 
 namespace dvmm::devices {
 namespace {
@@ -33,21 +34,6 @@ constexpr std::string_view kSocketSuffix = ".sock";
 
 std::string errno_text(int error) {
   return std::strerror(error);
-}
-
-// Creates `path` and its missing parents with mode 0700 (existing ones are left alone).
-void make_private_directories(const std::string& path) {
-  for (std::size_t end = 1; end <= path.size(); ++end) {
-    if (end != path.size() && path[end] != '/') continue;
-    const std::string prefix = path.substr(0, end);
-    if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
-      throw NetError("cannot create " + prefix + ": " + errno_text(errno));
-    }
-  }
-  struct stat status {};
-  if (::stat(path.c_str(), &status) != 0 || !S_ISDIR(status.st_mode)) {
-    throw NetError(path + " is not a directory");
-  }
 }
 
 // `path` must fit sun_path (checked when joining: every member path has the same length).
@@ -126,7 +112,9 @@ SwitchBackend::~SwitchBackend() {
 }
 
 bool SwitchBackend::join() {
-  make_private_directories(directory_);
+  if (const std::string problem = make_private_directories(directory_); !problem.empty()) {
+    throw NetError(problem);
+  }
   sockaddr_un address{};
   socklen_t address_length = 0;
   if (socket_path_.size() >= sizeof(address.sun_path)) {
